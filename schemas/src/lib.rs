@@ -3,3 +3,20 @@
 //! The two core types of Provenant — the event a producer emits and the ledger record sinks
 //! read — with their Avro schemas, validation, canonical bytes for hashing and the mappings
 //! from CloudEvents, CDEvents and OpenLineage. Pure code: no I/O, no tokio, no rdkafka.
+//!
+//! Modules: [`event`] (the model), [`keys`] (typed entity keys), [`json`] (strict JSON and
+//! limits), [`validate`] (field rules), [`error`] (why an event was refused).
+
+pub mod error;
+pub mod event;
+pub mod json;
+pub mod keys;
+pub mod validate;
+
+pub use error::{ErrorCode, EventError, EventRef};
+pub use event::{
+    Annotations, Approval, Artifact, Build, Data, Dataset, Decision, Deploy, Event, EventData, Job,
+    Kind, Reference, Relation, RunState, Runtime,
+};
+pub use json::Limits;
+pub use keys::EntityKey;
