@@ -1,0 +1,628 @@
+//! The emitter: [`Emitter::emit`] validates an event and hands it to a background worker
+//! without ever waiting on the network.
+//!
+//! How events move:
+//! * `emit` validates (an invalid event is refused at once, nothing is sent for it), then,
+//!   under one short lock, puts the event in a bounded in-memory queue. When the queue is
+//!   full, the [`OverflowPolicy`] decides: `Spool` appends it to the on-disk spool (a file
+//!   write, no network), `DropNewest` drops it. Every outcome is counted in [`Stats`].
+//! * The worker takes batches from the queue and sends them with the [`Transport`]. When the
+//!   destination is unavailable, the worker writes its in-flight batch and the rest of the
+//!   queue to the front of the spool (durably) and switches to *spooling*: from then on
+//!   `emit` appends every event to the spool, and the worker replays the spool, oldest
+//!   segment first, retrying with backoff, deleting a segment only after the destination
+//!   acknowledged all of it. When the spool is empty the emitter goes back to the queue.
+//!
+//! Invariants:
+//! * Per emitter, events are delivered in `emit` order (so per key too), whether they went
+//!   through the queue, the spool, or both: while anything is spooled, nothing bypasses it.
+//! * `emit` never waits on the network: it takes one lock held for a queue push or a
+//!   buffered file append.
+//! * After [`Emitter::flush`] returns, every event emitted before the call is delivered or
+//!   durably spooled. [`Emitter::shutdown`] flushes and stops the worker; a spool left behind
+//!   is delivered by the next emitter opened on the same directory.
+//! * Without a spool directory there is no durability during an outage: the worker retries
+//!   its batch in memory and the queue's overflow policy decides about the rest.
+//! * `emitted = delivered + spooled_pending + dropped + rejected + in_memory` at any moment;
+//!   after `flush` with the destination up, `in_memory = spooled_pending = 0`.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use provenant_schemas::{Event, EventError, Limits};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::spool::{Spool, SpoolError};
+use crate::transport::{Transport, TransportError};
+
+/// What `emit` does when the in-memory queue is full.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum OverflowPolicy {
+    /// Append the event to the spool directory (requires one); it is delivered in order later.
+    #[default]
+    Spool,
+    /// Drop the event and count it in [`Stats::dropped`].
+    DropNewest,
+}
+
+/// Emitter settings, with named defaults.
+#[derive(Clone, Debug)]
+pub struct EmitterConfig {
+    /// Events held in memory before the overflow policy applies.
+    pub queue_capacity: usize,
+    /// What happens when the queue is full.
+    pub overflow: OverflowPolicy,
+    /// Where events wait while the destination is unreachable. `None`: no spool (events wait
+    /// in memory only, and `OverflowPolicy::Spool` behaves like `DropNewest`).
+    pub spool_dir: Option<PathBuf>,
+    /// Most events per transport call.
+    pub max_batch: usize,
+    /// First retry delay after a failure; doubles up to `max_backoff`.
+    pub min_backoff: Duration,
+    /// Longest retry delay.
+    pub max_backoff: Duration,
+    /// Limits applied when validating.
+    pub limits: Limits,
+}
+
+impl EmitterConfig {
+    /// Default queue capacity: 10,000 events.
+    pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
+    /// Default batch: 500 events.
+    pub const DEFAULT_MAX_BATCH: usize = 500;
+}
+
+impl Default for EmitterConfig {
+    fn default() -> Self {
+        Self {
+            queue_capacity: Self::DEFAULT_QUEUE_CAPACITY,
+            overflow: OverflowPolicy::Spool,
+            spool_dir: None,
+            max_batch: Self::DEFAULT_MAX_BATCH,
+            min_backoff: Duration::from_millis(50),
+            max_backoff: Duration::from_secs(5),
+            limits: Limits::DEFAULT,
+        }
+    }
+}
+
+/// Why `emit` refused an event.
+#[derive(Debug, thiserror::Error)]
+pub enum EmitError {
+    /// The event is not valid; nothing was sent for it.
+    #[error("{0}")]
+    Invalid(#[from] EventError),
+    /// The queue was full and the overflow policy dropped the event.
+    #[error("emitter queue full ({capacity} events): event dropped by the overflow policy")]
+    Dropped { capacity: usize },
+    /// The spool could not be written; the event was dropped and counted.
+    #[error("event dropped: {0}")]
+    Spool(#[from] SpoolError),
+    /// The emitter was shut down.
+    #[error("the emitter is shut down")]
+    Closed,
+}
+
+/// Counters of what the emitter did. All monotonic.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Valid events accepted by `emit`.
+    pub emitted: AtomicU64,
+    /// Events refused by validation.
+    pub invalid: AtomicU64,
+    /// Events the destination acknowledged.
+    pub delivered: AtomicU64,
+    /// Events written to the spool (by `emit` on overflow or while spooling, or by the worker
+    /// when the destination went down).
+    pub spooled: AtomicU64,
+    /// Spooled events delivered from the spool.
+    pub replayed: AtomicU64,
+    /// Events dropped by the overflow policy or a spool write failure.
+    pub dropped: AtomicU64,
+    /// Events the destination rejected for their content.
+    pub rejected: AtomicU64,
+    /// Spool records that were damaged (torn by a crash) and could not be read back.
+    pub spool_damaged: AtomicU64,
+    /// Transport calls that failed with `Unavailable`.
+    pub send_failures: AtomicU64,
+}
+
+/// A plain copy of [`Stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct StatsSnapshot {
+    pub emitted: u64,
+    pub invalid: u64,
+    pub delivered: u64,
+    pub spooled: u64,
+    pub replayed: u64,
+    pub dropped: u64,
+    pub rejected: u64,
+    pub spool_damaged: u64,
+    pub send_failures: u64,
+}
+
+impl Stats {
+    /// The counters now.
+    pub fn snapshot(&self) -> StatsSnapshot {
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        StatsSnapshot {
+            emitted: get(&self.emitted),
+            invalid: get(&self.invalid),
+            delivered: get(&self.delivered),
+            spooled: get(&self.spooled),
+            replayed: get(&self.replayed),
+            dropped: get(&self.dropped),
+            rejected: get(&self.rejected),
+            spool_damaged: get(&self.spool_damaged),
+            send_failures: get(&self.send_failures),
+        }
+    }
+}
+
+// Events travel inline: boxing them would cost one allocation per `emit` to save a few
+// bytes per queue slot.
+#[allow(clippy::large_enum_variant)]
+enum Msg {
+    Event(Event),
+    Flush(oneshot::Sender<()>),
+    Stop(oneshot::Sender<()>),
+}
+
+struct State {
+    /// While true, `emit` appends to the spool instead of the queue.
+    spooling: bool,
+    spool: Option<Spool>,
+}
+
+struct Inner {
+    state: Mutex<State>,
+    tx: mpsc::Sender<Msg>,
+    stats: Stats,
+    config: EmitterConfig,
+    closed: AtomicBool,
+}
+
+impl Inner {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock cannot leave the state half-updated in a way that
+        // matters more than losing the emitter; keep going with what is there.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+/// The handle a service keeps; cheap to clone, shareable across threads.
+#[derive(Clone)]
+pub struct Emitter {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Emitter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emitter")
+            .field("stats", &self.inner.stats.snapshot())
+            .finish()
+    }
+}
+
+impl Emitter {
+    /// Starts an emitter and its worker on the current tokio runtime. Opens (and locks) the
+    /// spool directory if one is configured; events left there earlier are delivered first.
+    pub fn start<T: Transport>(config: EmitterConfig, transport: T) -> Result<Self, SpoolError> {
+        let spool = match &config.spool_dir {
+            Some(dir) => Some(Spool::open(dir)?),
+            None => None,
+        };
+        let spooling = spool.as_ref().is_some_and(|s| !s.is_empty());
+        let (tx, rx) = mpsc::channel(config.queue_capacity.max(1));
+        let inner = Arc::new(Inner {
+            state: Mutex::new(State { spooling, spool }),
+            tx,
+            stats: Stats::default(),
+            config,
+            closed: AtomicBool::new(false),
+        });
+        let worker = Worker {
+            inner: Arc::clone(&inner),
+            transport,
+            rx,
+        };
+        tokio::spawn(worker.run());
+        Ok(Self { inner })
+    }
+
+    /// Validates an event and queues it for delivery. Never waits on the network.
+    pub fn emit(&self, event: Event) -> Result<(), EmitError> {
+        let inner = &*self.inner;
+        if inner.closed.load(Ordering::Acquire) {
+            return Err(EmitError::Closed);
+        }
+        if let Err(e) = event.validate(&inner.config.limits) {
+            inner.stats.invalid.fetch_add(1, Ordering::Relaxed);
+            return Err(EmitError::Invalid(e));
+        }
+        inner.stats.emitted.fetch_add(1, Ordering::Relaxed);
+        let mut state = inner.lock();
+        if !state.spooling {
+            match inner.tx.try_send(Msg::Event(event)) {
+                Ok(()) => return Ok(()),
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Err(EmitError::Closed);
+                }
+                Err(mpsc::error::TrySendError::Full(Msg::Event(event))) => {
+                    if inner.config.overflow == OverflowPolicy::Spool && state.spool.is_some() {
+                        state.spooling = true;
+                        return self.spool_locked(&mut state, &event);
+                    }
+                    inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                    return Err(EmitError::Dropped {
+                        capacity: inner.config.queue_capacity,
+                    });
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => return Ok(()),
+            }
+        }
+        self.spool_locked(&mut state, &event)
+    }
+
+    fn spool_locked(&self, state: &mut State, event: &Event) -> Result<(), EmitError> {
+        let inner = &*self.inner;
+        let Some(spool) = state.spool.as_mut() else {
+            inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+            return Err(EmitError::Dropped {
+                capacity: inner.config.queue_capacity,
+            });
+        };
+        match spool.append(&event.to_json_bytes()) {
+            Ok(()) => {
+                inner.stats.spooled.fetch_add(1, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(e) => {
+                inner.stats.dropped.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(error = %e, "spool write failed, event dropped");
+                Err(EmitError::Spool(e))
+            }
+        }
+    }
+
+    /// Waits until every event emitted before this call is delivered or durably spooled.
+    pub async fn flush(&self) -> Result<(), EmitError> {
+        let (done, wait) = oneshot::channel();
+        self.inner
+            .tx
+            .send(Msg::Flush(done))
+            .await
+            .map_err(|_| EmitError::Closed)?;
+        wait.await.map_err(|_| EmitError::Closed)
+    }
+
+    /// Flushes, stops the worker and refuses further events. Spooled events stay on disk for
+    /// the next emitter on the same spool directory.
+    pub async fn shutdown(&self) -> Result<(), EmitError> {
+        self.flush().await?;
+        self.inner.closed.store(true, Ordering::Release);
+        let (done, wait) = oneshot::channel();
+        if self.inner.tx.send(Msg::Stop(done)).await.is_ok() {
+            let _ = wait.await;
+        }
+        // Sync and release the spool (and its directory lock) for the next emitter.
+        let spool = self.inner.lock().spool.take();
+        if let Some(mut spool) = spool {
+            spool.seal()?;
+        }
+        Ok(())
+    }
+
+    /// The counters.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.inner.stats.snapshot()
+    }
+}
+
+struct Worker<T> {
+    inner: Arc<Inner>,
+    transport: T,
+    rx: mpsc::Receiver<Msg>,
+}
+
+impl<T: Transport> Worker<T> {
+    async fn run(mut self) {
+        let mut batch: Vec<Event> = Vec::new();
+        loop {
+            // While spooling, the queue may still hold events emitted before `emit` began
+            // spooling (on overflow): they are older than everything in the spool, so they go
+            // first (delivered, or moved to the spool front on failure). Only an empty queue
+            // lets the worker replay the spool. `emit` does not use the queue while spooling.
+            let spooling = self.inner.lock().spooling;
+            let first = if spooling {
+                match self.rx.try_recv() {
+                    Ok(msg) => msg,
+                    Err(mpsc::error::TryRecvError::Empty) => {
+                        if self.replay_spool().await.is_err() {
+                            return;
+                        }
+                        continue;
+                    }
+                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                }
+            } else {
+                match self.rx.recv().await {
+                    Some(msg) => msg,
+                    None => return,
+                }
+            };
+            let mut waiters = Vec::new();
+            let mut stop = None;
+            Self::absorb(first, &mut batch, &mut waiters, &mut stop);
+            while batch.len() < self.inner.config.max_batch && stop.is_none() {
+                match self.rx.try_recv() {
+                    Ok(msg) => Self::absorb(msg, &mut batch, &mut waiters, &mut stop),
+                    Err(_) => break,
+                }
+            }
+            if !batch.is_empty() && self.deliver_live(&mut batch).await {
+                for w in waiters {
+                    let _ = w.send(());
+                }
+                if let Some(stop) = stop {
+                    let _ = stop.send(());
+                }
+                return;
+            }
+            for w in waiters {
+                let _ = w.send(());
+            }
+            if let Some(stop) = stop {
+                let _ = stop.send(());
+                return;
+            }
+        }
+    }
+
+    fn absorb(
+        msg: Msg,
+        batch: &mut Vec<Event>,
+        waiters: &mut Vec<oneshot::Sender<()>>,
+        stop: &mut Option<oneshot::Sender<()>>,
+    ) {
+        match msg {
+            Msg::Event(e) => batch.push(e),
+            Msg::Flush(w) => waiters.push(w),
+            Msg::Stop(s) => *stop = Some(s),
+        }
+    }
+
+    /// Sends a batch taken from the queue. On an outage with a spool: moves the batch and the
+    /// whole queue to the front of the spool and starts spooling. Without a spool: retries in
+    /// memory until it is delivered.
+    /// Returns true when a stop request was met (the worker must end).
+    async fn deliver_live(&mut self, batch: &mut Vec<Event>) -> bool {
+        let mut backoff = self.inner.config.min_backoff;
+        loop {
+            match self.send_splitting(batch).await {
+                Ok(()) => {
+                    batch.clear();
+                    return false;
+                }
+                Err(e) => {
+                    self.inner
+                        .stats
+                        .send_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::warn!(transport = self.transport.name(), error = %e, events = batch.len(), "destination unavailable");
+                    if let Some(stopped) = self.spool_front(batch) {
+                        return stopped;
+                    }
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(self.inner.config.max_backoff);
+                }
+            }
+        }
+    }
+
+    /// On an outage: moves the batch and everything queued behind it to the front of the
+    /// spool (durably) and starts spooling. `None` without a spool (the caller retries in
+    /// memory); `Some(stop_requested)` otherwise.
+    fn spool_front(&mut self, batch: &mut Vec<Event>) -> Option<bool> {
+        let mut state = self.inner.lock();
+        let spool = state.spool.as_mut()?;
+        let mut older: Vec<Vec<u8>> = batch.drain(..).map(|e| e.to_json_bytes()).collect();
+        let mut replies = Vec::new();
+        let mut stop = false;
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Event(e) => older.push(e.to_json_bytes()),
+                Msg::Flush(w) => replies.push(w),
+                Msg::Stop(s) => {
+                    replies.push(s);
+                    stop = true;
+                }
+            }
+        }
+        let n = older.len() as u64;
+        match spool.prepend(&older) {
+            Ok(()) => {
+                self.inner.stats.spooled.fetch_add(n, Ordering::Relaxed);
+                state.spooling = true;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, events = n, "spool write failed, events dropped");
+                self.inner.stats.dropped.fetch_add(n, Ordering::Relaxed);
+            }
+        }
+        drop(state);
+        for reply in replies {
+            let _ = reply.send(());
+        }
+        Some(stop)
+    }
+
+    /// Sends a batch; if the destination rejects it for its content, sends the events one by
+    /// one so that only the offending ones are rejected (and counted).
+    async fn send_splitting(&self, batch: &[Event]) -> Result<(), TransportError> {
+        match self.transport.send(batch).await {
+            Ok(()) => {
+                self.inner
+                    .stats
+                    .delivered
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TransportError::Rejected(reason)) if batch.len() > 1 => {
+                tracing::warn!(transport = self.transport.name(), %reason, "batch rejected, retrying events one by one");
+                for event in batch {
+                    Box::pin(self.send_splitting(std::slice::from_ref(event))).await?;
+                }
+                Ok(())
+            }
+            Err(TransportError::Rejected(reason)) => {
+                self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(transport = self.transport.name(), %reason, kind = %batch.first().map(|e| e.kind().as_str()).unwrap_or(""), "event rejected by the destination");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Delivers the oldest spool segment (retrying until the destination takes it), or, when
+    /// the spool is empty, stops spooling. Err means the emitter was stopped.
+    async fn replay_spool(&mut self) -> Result<(), ()> {
+        // Handle flush/stop requests that arrive while spooling.
+        while let Ok(msg) = self.rx.try_recv() {
+            match msg {
+                Msg::Flush(w) => {
+                    let mut state = self.inner.lock();
+                    if let Some(s) = state.spool.as_mut()
+                        && let Err(e) = s.sync()
+                    {
+                        tracing::error!(error = %e, "spool sync failed");
+                    }
+                    drop(state);
+                    let _ = w.send(());
+                }
+                Msg::Stop(s) => {
+                    let _ = s.send(());
+                    return Err(());
+                }
+                Msg::Event(e) => {
+                    // Cannot happen: the queue was empty when replay began and `emit` does
+                    // not queue while spooling. Spool it rather than lose it.
+                    let mut state = self.inner.lock();
+                    if let Some(s) = state.spool.as_mut()
+                        && s.append(&e.to_json_bytes()).is_ok()
+                    {
+                        self.inner.stats.spooled.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            }
+        }
+        // Pick and read the oldest segment under the lock; sleep (if needed) after releasing it.
+        let picked: Result<Option<(u64, crate::spool::SegmentContents)>, SpoolError> = {
+            let mut state = self.inner.lock();
+            match state.spool.as_mut() {
+                None => Ok(None),
+                Some(spool) => match spool.oldest() {
+                    Ok(Some(n)) => spool.read_segment(n).map(|c| Some((n, c))),
+                    Ok(None) => Ok(None),
+                    Err(e) => Err(e),
+                },
+            }
+            .inspect(|found| {
+                if found.is_none() {
+                    state.spooling = false;
+                }
+            })
+        };
+        let (segment, contents) = match picked {
+            Ok(Some(found)) => found,
+            Ok(None) => return Ok(()),
+            Err(e) => {
+                tracing::error!(error = %e, "spool unreadable, retrying");
+                tokio::time::sleep(self.inner.config.max_backoff).await;
+                return Ok(());
+            }
+        };
+        if contents.ignored_bytes > 0 {
+            self.inner
+                .stats
+                .spool_damaged
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                segment,
+                bytes = contents.ignored_bytes,
+                "spool segment ends in a torn record (crash during append); it is skipped"
+            );
+        }
+        let limits = self.inner.config.limits;
+        let mut events = Vec::with_capacity(contents.records.len());
+        for record in &contents.records {
+            match Event::from_json(record, &limits) {
+                Ok(e) => events.push(e),
+                Err(e) => {
+                    self.inner
+                        .stats
+                        .spool_damaged
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::error!(code = %e.code, "spooled event no longer decodes; skipped");
+                }
+            }
+        }
+        let mut sent = 0;
+        let mut backoff = self.inner.config.min_backoff;
+        while sent < events.len() {
+            let end = (sent + self.inner.config.max_batch).min(events.len());
+            let chunk = events.get(sent..end).unwrap_or_default();
+            match self.send_splitting(chunk).await {
+                Ok(()) => {
+                    self.inner
+                        .stats
+                        .replayed
+                        .fetch_add(chunk.len() as u64, Ordering::Relaxed);
+                    sent = end;
+                    backoff = self.inner.config.min_backoff;
+                }
+                Err(e) => {
+                    self.inner
+                        .stats
+                        .send_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(error = %e, "destination still unavailable");
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff) => {}
+                        msg = self.rx.recv() => match msg {
+                            Some(Msg::Stop(s)) => { let _ = s.send(()); return Err(()); }
+                            Some(Msg::Flush(w)) => {
+                                let mut state = self.inner.lock();
+                                if let Some(s) = state.spool.as_mut() && let Err(e) = s.sync() {
+                                    tracing::error!(error = %e, "spool sync failed");
+                                }
+                                drop(state);
+                                let _ = w.send(());
+                            }
+                            Some(Msg::Event(e)) => {
+                                let mut state = self.inner.lock();
+                                if let Some(s) = state.spool.as_mut() && s.append(&e.to_json_bytes()).is_ok() {
+                                    self.inner.stats.spooled.fetch_add(1, Ordering::Relaxed);
+                                }
+                            }
+                            None => return Err(()),
+                        },
+                    }
+                    backoff = (backoff * 2).min(self.inner.config.max_backoff);
+                }
+            }
+        }
+        let mut state = self.inner.lock();
+        if let Some(spool) = state.spool.as_mut()
+            && let Err(e) = spool.remove(segment)
+        {
+            tracing::error!(error = %e, segment, "could not delete a delivered spool segment; it will be delivered again");
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,191 @@
+//! Where an emitter delivers events. Two implementations: [`HttpTransport`] (a Provenant
+//! HTTP endpoint, `POST /v1/events` with a CloudEvents JSON batch) and [`LogTransport`]
+//! (any [`provenant_log::Log`]: Kafka or the embedded log; binary-mode CloudEvents).
+//!
+//! Contract: [`Transport::send`] returns `Ok` only once the destination acknowledged every
+//! event of the batch durably. [`TransportError::Unavailable`] means nothing can be said
+//! about delivery and the emitter will try again later (so delivery is at-least-once; the
+//! processor removes duplicates by event identity). [`TransportError::Rejected`] means the
+//! destination refused the batch for what it contains and will refuse it again.
+
+use std::future::Future;
+use std::time::Duration;
+
+use provenant_log::{Header, Log, Record};
+use provenant_schemas::Event;
+
+/// Why a batch was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    /// The destination is unreachable, saturated or refused our credentials: try again later.
+    #[error("destination unavailable: {0}")]
+    Unavailable(String),
+    /// The destination refused the events themselves; sending them again will not help.
+    #[error("destination rejected the events: {0}")]
+    Rejected(String),
+}
+
+/// A destination for events.
+pub trait Transport: Send + Sync + 'static {
+    /// Delivers a batch, in order; see the module contract.
+    fn send(&self, events: &[Event]) -> impl Future<Output = Result<(), TransportError>> + Send;
+
+    /// A short name for logs and metrics (`http`, `log`).
+    fn name(&self) -> &'static str;
+}
+
+/// Sends CloudEvents JSON batches to a Provenant HTTP endpoint.
+#[derive(Debug, Clone)]
+pub struct HttpTransport {
+    client: reqwest::Client,
+    url: String,
+    token: Option<String>,
+}
+
+impl HttpTransport {
+    /// `endpoint` is the base URL (`http://127.0.0.1:8080`); events go to `/v1/events`.
+    /// `token` is sent as a bearer token.
+    pub fn new(
+        endpoint: &str,
+        token: Option<String>,
+        timeout: Duration,
+    ) -> Result<Self, TransportError> {
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(5)))
+            .build()
+            .map_err(|e| TransportError::Rejected(format!("cannot build HTTP client: {e}")))?;
+        Ok(Self {
+            client,
+            url: format!("{}/v1/events", endpoint.trim_end_matches('/')),
+            token,
+        })
+    }
+}
+
+impl Transport for HttpTransport {
+    async fn send(&self, events: &[Event]) -> Result<(), TransportError> {
+        let body = serde_json::Value::Array(events.iter().map(Event::to_json_value).collect());
+        let mut request = self
+            .client
+            .post(&self.url)
+            .header("content-type", "application/cloudevents-batch+json")
+            .body(body.to_string());
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        let response = request.send().await.map_err(|e| {
+            // reqwest errors name the URL, never the body.
+            TransportError::Unavailable(format!("POST {}: {e}", self.url))
+        })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(());
+        }
+        let reason = response
+            .text()
+            .await
+            .unwrap_or_default()
+            .chars()
+            .take(500)
+            .collect::<String>();
+        match status.as_u16() {
+            // Wrong or missing token: keep the events (spooled) until the operator fixes it.
+            401 | 403 => Err(TransportError::Unavailable(format!(
+                "POST {} refused the token ({status}); events stay spooled until it is fixed",
+                self.url
+            ))),
+            408 | 429 | 500..=599 => Err(TransportError::Unavailable(format!(
+                "POST {}: {status} {reason}",
+                self.url
+            ))),
+            _ => Err(TransportError::Rejected(format!(
+                "POST {}: {status} {reason}",
+                self.url
+            ))),
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "http"
+    }
+}
+
+/// How a [`LogTransport`] encodes an event into a record.
+pub type Encoder = fn(&Event) -> Record;
+
+/// Writes events to `prov.raw` (or another topic) of a [`Log`], keyed by
+/// [`Event::partition_key`] so that the murmur2 partitioner keeps each entity on one
+/// partition.
+#[derive(Debug)]
+pub struct LogTransport<L: Log> {
+    log: L,
+    topic: String,
+    encode: Encoder,
+}
+
+impl<L: Log> LogTransport<L> {
+    /// A transport to `topic` with the given encoder (see [`encode_json_binary_mode`]).
+    pub fn new(log: L, topic: impl Into<String>, encode: Encoder) -> Self {
+        Self {
+            log,
+            topic: topic.into(),
+            encode,
+        }
+    }
+}
+
+impl<L: Log> Transport for LogTransport<L> {
+    async fn send(&self, events: &[Event]) -> Result<(), TransportError> {
+        let records = events.iter().map(self.encode).collect();
+        provenant_log::append_by_key(&self.log, &self.topic, records)
+            .await
+            .map(|_| ())
+            .map_err(|e| {
+                if e.is_retryable() {
+                    TransportError::Unavailable(e.to_string())
+                } else {
+                    TransportError::Rejected(e.to_string())
+                }
+            })
+    }
+
+    fn name(&self) -> &'static str {
+        "log"
+    }
+}
+
+/// Binary-mode CloudEvents with a JSON value (`content-type: application/json`, as other
+/// CloudEvents SDKs send): attributes in `ce_*` headers, the kind's data as the value.
+pub fn encode_json_binary_mode(event: &Event) -> Record {
+    let mut record = Record::new(event.partition_key(), event.data_json().to_string());
+    let mut push = |name: &str, value: &str| {
+        record
+            .headers
+            .push(Header::new(name, value.as_bytes().to_vec()));
+    };
+    push("ce_specversion", provenant_schemas::event::SPEC_VERSION);
+    push("ce_id", &event.id);
+    push("ce_source", &event.source);
+    push("ce_type", event.kind().ce_type());
+    if let Some(t) = &event.time {
+        push("ce_time", t);
+    }
+    if let Some(s) = &event.subject {
+        push("ce_subject", s);
+    }
+    if let Some(s) = &event.dataschema {
+        push("ce_dataschema", s);
+    }
+    for (k, v) in &event.extensions {
+        push(&format!("ce_{k}"), v);
+    }
+    if let Some(m) = &event.mapped_from {
+        push(
+            &format!("ce_{}", provenant_schemas::event::MAPPED_FROM_EXTENSION),
+            m,
+        );
+    }
+    push("content-type", "application/json");
+    record
+}
