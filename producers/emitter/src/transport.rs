@@ -111,9 +111,6 @@ impl Transport for HttpTransport {
     }
 }
 
-/// How a [`LogTransport`] encodes an event into a record.
-pub type Encoder = fn(&Event) -> Record;
-
 /// Writes events to `prov.raw` (or another topic) of a [`Log`], keyed by
 /// [`Event::partition_key`] so that the murmur2 partitioner keeps each entity on one
 /// partition.
@@ -121,23 +118,21 @@ pub type Encoder = fn(&Event) -> Record;
 pub struct LogTransport<L: Log> {
     log: L,
     topic: String,
-    encode: Encoder,
 }
 
 impl<L: Log> LogTransport<L> {
-    /// A transport to `topic` with the given encoder (see [`encode_json_binary_mode`]).
-    pub fn new(log: L, topic: impl Into<String>, encode: Encoder) -> Self {
+    /// A transport to `topic` (normally `prov.raw`), records made by [`raw_record`].
+    pub fn new(log: L, topic: impl Into<String>) -> Self {
         Self {
             log,
             topic: topic.into(),
-            encode,
         }
     }
 }
 
 impl<L: Log> Transport for LogTransport<L> {
     async fn send(&self, events: &[Event]) -> Result<(), TransportError> {
-        let records = events.iter().map(self.encode).collect();
+        let records = events.iter().map(raw_record).collect();
         provenant_log::append_by_key(&self.log, &self.topic, records)
             .await
             .map(|_| ())
@@ -155,9 +150,10 @@ impl<L: Log> Transport for LogTransport<L> {
     }
 }
 
-/// Binary-mode CloudEvents with a JSON value (`content-type: application/json`, as other
-/// CloudEvents SDKs send): attributes in `ce_*` headers, the kind's data as the value.
-pub fn encode_json_binary_mode(event: &Event) -> Record {
+/// The one place an event becomes a `prov.raw` record: binary-mode CloudEvents (attributes
+/// in `ce_*` headers), keyed by [`Event::partition_key`], the kind's data as a JSON value
+/// (`content-type: application/json`, as other CloudEvents SDKs send).
+pub fn raw_record(event: &Event) -> Record {
     let mut record = Record::new(event.partition_key(), event.data_json().to_string());
     let mut push = |name: &str, value: &str| {
         record
