@@ -25,6 +25,7 @@
 //! *i*). Events about different entities may be on different partitions: the processor links
 //! across partitions by entity key, not by order.
 
+pub mod ci;
 pub mod emitter;
 pub mod spool;
 pub mod transport;
