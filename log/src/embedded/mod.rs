@@ -49,9 +49,10 @@
 //!
 //! ## Why not a crate
 //!
-//! * `commitlog` 0.2 (offset-addressed segments with CRC32C per message, the closest fit)
-//!   never fsyncs on its own and has no group commit, its recovery trusts the index file
-//!   rather than cutting a torn tail, and it is unmaintained since 2021.
+//! * `commitlog` 0.2 (offset-addressed segments with a CRC32C per message, the closest fit)
+//!   syncs only when the caller calls `flush` (no group commit), and on open it trusts its
+//!   memory-mapped index instead of scanning and cutting a torn tail (its own TODOs say a
+//!   crash before an index write is not repaired; a missing index panics).
 //! * `okaywal` 0.3 has CRC32C and batched fsyncs across threads, but it is a write-ahead log
 //!   of entries recycled by checkpointing, not an offset-addressed partition with retention
 //!   by segment, and it warns that its format is unstable.
@@ -90,6 +91,10 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 64 * 1024 * 1024;
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
 /// Largest accepted record (key, headers and value, encoded).
 pub const DEFAULT_MAX_RECORD_BYTES: usize = 8 * 1024 * 1024;
+/// The largest `max_record_bytes` accepted. Recovery and reads accept frames up to this
+/// size whatever `max_record_bytes` is now, so lowering the setting never turns records
+/// written under a higher one into "corruption".
+pub const MAX_RECORD_BYTES_LIMIT: usize = 256 * 1024 * 1024;
 /// A sparse index entry at least every this many bytes of a segment.
 pub const DEFAULT_INDEX_INTERVAL_BYTES: u64 = 4096;
 /// About how many bytes one [`LogReader::next_batch`] reads at most.
@@ -132,9 +137,9 @@ struct Limits {
 }
 
 impl Limits {
-    /// The largest frame body a valid frame may have.
+    /// The largest frame body a valid frame on disk may have.
     fn max_frame_body(&self) -> usize {
-        self.max_record_bytes
+        MAX_RECORD_BYTES_LIMIT
     }
 }
 
@@ -265,10 +270,9 @@ impl EmbeddedLog {
         if config.partitions == 0 {
             return Err(bad_config("partitions must be at least 1".to_owned()));
         }
-        if config.max_record_bytes == 0 || config.max_record_bytes >= u32::MAX as usize {
+        if config.max_record_bytes == 0 || config.max_record_bytes > MAX_RECORD_BYTES_LIMIT {
             return Err(bad_config(format!(
-                "max_record_bytes must be between 1 and {}",
-                u32::MAX - 1
+                "max_record_bytes must be between 1 and {MAX_RECORD_BYTES_LIMIT}"
             )));
         }
         std::fs::create_dir_all(&dir).map_err(io_err("create data directory", &dir))?;
@@ -329,13 +333,17 @@ impl EmbeddedLog {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => BTreeMap::new(),
             Err(e) => return Err(io_err("read", &topics_path)(e)),
         };
+        let persisted: std::collections::BTreeSet<String> = counts.keys().cloned().collect();
         for topic in TOPICS {
             counts
                 .entry(topic.to_owned())
                 .or_insert(log.inner.config.partitions);
         }
         for (topic, partitions) in &counts {
-            log.open_topic(topic, *partitions)?;
+            // A topic listed in topics.json has its partitions on disk; one created now
+            // (a new directory, or one of TOPICS missing from an older file) does not.
+            let listed = persisted.contains(topic);
+            log.open_topic(topic, *partitions, listed)?;
         }
         log.write_topics()?;
         log.load_groups()?;
@@ -356,7 +364,7 @@ impl EmbeddedLog {
                 message: format!("the topic exists with {n} partitions, not {partitions}"),
             }),
             None => {
-                self.open_topic(topic, partitions)?;
+                self.open_topic(topic, partitions, false)?;
                 self.write_topics()
             }
         }
@@ -424,7 +432,8 @@ impl EmbeddedLog {
             })
     }
 
-    fn open_topic(&self, topic: &str, partitions: u32) -> Result<(), LogError> {
+    /// Opens (`listed`: the partitions must exist) or creates the partitions of a topic.
+    fn open_topic(&self, topic: &str, partitions: u32, listed: bool) -> Result<(), LogError> {
         let fatal = |message: String| LogError::Fatal {
             op: "create_topic",
             topic: topic.to_owned(),
@@ -444,6 +453,7 @@ impl EmbeddedLog {
                 index,
                 self.inner.limits,
                 Arc::clone(&self.inner.syncs),
+                listed,
             )?;
             handles.push(PartitionHandle {
                 part,
@@ -483,6 +493,7 @@ impl EmbeddedLog {
     fn load_groups(&self) -> Result<(), LogError> {
         let dir = self.inner.dir.join("groups");
         std::fs::create_dir_all(&dir).map_err(io_err("create groups directory", &dir))?;
+        sync_dir(&self.inner.dir)?;
         let mut groups = self
             .inner
             .groups

@@ -153,9 +153,12 @@ impl Partition {
         index: u32,
         limits: Limits,
         syncs: Arc<AtomicU64>,
+        must_exist: bool,
     ) -> Result<Opened, LogError> {
-        std::fs::create_dir_all(&dir).map_err(io_err("create partition directory", &dir))?;
-        let segments = recover(&dir, topic, index, &limits)?;
+        if !must_exist {
+            std::fs::create_dir_all(&dir).map_err(io_err("create partition directory", &dir))?;
+        }
+        let segments = recover(&dir, topic, index, &limits, must_exist)?;
         let state = State {
             segments,
             archived_below: 0,
@@ -505,7 +508,19 @@ fn recover(
     topic: &str,
     index: u32,
     limits: &Limits,
+    must_exist: bool,
 ) -> Result<VecDeque<Segment>, LogError> {
+    if must_exist && !dir.is_dir() {
+        return Err(LogError::Fatal {
+            op: "open",
+            topic: topic.to_owned(),
+            partition: index,
+            message: format!(
+                "the partition directory {} is missing although topics.json lists the partition: its data is gone; restore it from a backup",
+                dir.display()
+            ),
+        });
+    }
     let mut bases = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(io_err("list partition directory", dir))? {
         let entry = entry.map_err(io_err("list partition directory", dir))?;
@@ -520,6 +535,18 @@ fn recover(
     }
     bases.sort_unstable();
     if bases.is_empty() {
+        if must_exist {
+            // Retention always keeps the active segment, so an existing partition has one.
+            return Err(LogError::Fatal {
+                op: "open",
+                topic: topic.to_owned(),
+                partition: index,
+                message: format!(
+                    "no segment file in {} although topics.json lists the partition: its data is gone; restore it from a backup",
+                    dir.display()
+                ),
+            });
+        }
         let path = dir.join(segment_name(0));
         File::create(&path).map_err(io_err("create segment", &path))?;
         sync_dir(dir)?;

@@ -564,3 +564,48 @@ async fn corruption_after_open_is_reported_by_the_reader() {
     assert!(err.to_string().contains("corrupt record"), "{err}");
     assert!(!err.is_retryable());
 }
+
+#[tokio::test]
+async fn a_missing_partition_directory_is_an_error_not_an_empty_partition() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(tmp.path(), EmbeddedConfig::default());
+    log.append(LEDGER_TOPIC, 2, vec![record(0)]).await.unwrap();
+    drop(log);
+    let part_dir = tmp.path().join("topics").join(LEDGER_TOPIC).join("2");
+    std::fs::remove_dir_all(&part_dir).unwrap();
+    let message = EmbeddedLog::open(tmp.path(), EmbeddedConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        message.contains(&part_dir.display().to_string()),
+        "{message}"
+    );
+    std::fs::create_dir(&part_dir).unwrap();
+    let message = EmbeddedLog::open(tmp.path(), EmbeddedConfig::default())
+        .unwrap_err()
+        .to_string();
+    assert!(message.contains("no segment file"), "{message}");
+}
+
+#[tokio::test]
+async fn lowering_max_record_bytes_keeps_larger_records_written_before() {
+    let tmp = tempfile::tempdir().unwrap();
+    let log = open(tmp.path(), EmbeddedConfig::default());
+    let big = Record::new("k", vec![1u8; 50_000]);
+    log.append(RAW_TOPIC, 0, vec![big.clone()]).await.unwrap();
+    drop(log);
+    let small = EmbeddedConfig {
+        max_record_bytes: 1000,
+        ..EmbeddedConfig::default()
+    };
+    let log = open(tmp.path(), small);
+    assert_eq!(log.watermarks(RAW_TOPIC, 0).await.unwrap().end, 1);
+    assert_eq!(read_all(&log, RAW_TOPIC, 0, 0).await[0].record, big);
+    assert!(log.append(RAW_TOPIC, 0, vec![big]).await.is_err());
+    let too_large = EmbeddedConfig {
+        max_record_bytes: MAX_RECORD_BYTES_LIMIT + 1,
+        ..EmbeddedConfig::default()
+    };
+    drop(log);
+    assert!(EmbeddedLog::open(tmp.path(), too_large).is_err());
+}
