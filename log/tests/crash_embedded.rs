@@ -125,9 +125,16 @@ fn run_child(dir: &Path, trial: u64, rng: &mut StdRng) -> Vec<(Id, u64)> {
         .env(CHILD_DIR_ENV, dir)
         .env(CHILD_TRIAL_ENV, trial.to_string())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .spawn()
         .unwrap();
+    // Keep the child's stderr (a panic message) for the failure message.
+    let mut stderr = child.stderr.take().unwrap();
+    let stderr_thread = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut stderr, &mut text);
+        text
+    });
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel::<String>();
     let reader = std::thread::spawn(move || {
@@ -144,14 +151,21 @@ fn run_child(dir: &Path, trial: u64, rng: &mut StdRng) -> Vec<(Id, u64)> {
     });
     // Wait for the child to be appending, then let it run a random while.
     let first = rx.recv_timeout(Duration::from_secs(60));
-    assert!(
-        first.is_ok(),
-        "trial {trial}: the child acknowledged nothing"
-    );
-    std::thread::sleep(Duration::from_millis(rng.random_range(0..250)));
+    if first.is_ok() {
+        std::thread::sleep(Duration::from_millis(rng.random_range(0..250)));
+    }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
     reader.join().unwrap();
+    let stderr = stderr_thread.join().unwrap();
+    assert!(
+        first.is_ok(),
+        "trial {trial}: the child acknowledged nothing; its stderr:\n{stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "trial {trial}: the child failed before it was killed:\n{stderr}"
+    );
     first
         .into_iter()
         .chain(rx.try_iter())

@@ -240,7 +240,8 @@ impl Drop for Inner {
 }
 
 /// The embedded log. Cloning gives another handle to the same open log; it closes when the
-/// last handle is dropped (after the queued appends are written).
+/// last handle is dropped: dropping it waits for the writer threads to write what is queued
+/// already queued, then releases the directory lock.
 #[derive(Clone)]
 pub struct EmbeddedLog {
     inner: Arc<Inner>,
