@@ -475,6 +475,50 @@ async fn a_corrupt_last_record_is_cut() {
     assert_recovered(tmp.path(), &file, 9, positions[9]).await;
 }
 
+/// Collects what a `tracing` subscriber writes.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn a_cut_is_logged_with_where_and_why() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (file, positions) = ten_records(tmp.path()).await;
+    let f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+    f.set_len(positions[9] + 12).unwrap();
+    drop(f);
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let log = tracing::subscriber::with_default(subscriber, || {
+        EmbeddedLog::open(tmp.path(), EmbeddedConfig::default())
+    })
+    .unwrap();
+    assert_eq!(log.watermarks(RAW_TOPIC, 0).await.unwrap().end, 9);
+    let text = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.contains("cut torn tail of segment"))
+        .unwrap_or_else(|| panic!("no cut logged in {text:?}"));
+    assert!(line.contains("WARN"), "{line}");
+    assert!(line.contains(&format!("cut_at={}", positions[9])), "{line}");
+    assert!(line.contains("dropped_bytes=12"), "{line}");
+    assert!(line.contains("last_good_offset=8"), "{line}");
+    assert!(line.contains(&file.display().to_string()), "{line}");
+}
+
 #[tokio::test]
 async fn garbage_after_the_last_record_is_cut() {
     let tmp = tempfile::tempdir().unwrap();
