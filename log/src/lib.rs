@@ -39,8 +39,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-// pub mod conformance; (added with the embedded log)
-// pub mod embedded;
+pub mod conformance;
+pub mod embedded;
 pub mod partitioner;
 
 /// Raw events as producers sent them.
