@@ -39,7 +39,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-// pub mod conformance; (added with the embedded log)
+pub mod conformance;
 // pub mod embedded;
 pub mod partitioner;
 
