@@ -1,0 +1,80 @@
+//! The conformance suite and Kafka-specific checks against an in-process mock cluster
+//! (`DevKafka`). The same suite runs against the `provenant dev-kafka` process in
+//! `cli/tests/kafka_conformance.rs`.
+
+use std::time::Duration;
+
+use provenant_kafka::{DevKafka, KafkaConfig, KafkaLog};
+use provenant_log::{Log, LogReader, Record, conformance};
+
+fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
+}
+
+fn log_for(kafka: &DevKafka) -> KafkaLog {
+    KafkaLog::new(KafkaConfig {
+        session_timeout_ms: Some(6000),
+        heartbeat_interval_ms: Some(500),
+        message_timeout_ms: 3000,
+        ..KafkaConfig::new(kafka.bootstrap_servers())
+    })
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conformance_in_process() {
+    init_logs();
+    let kafka = DevKafka::start(4).unwrap();
+    kafka.create_topic("conf.inproc", 3).unwrap();
+    let log = log_for(&kafka);
+    conformance::run_all(&log, "conf.inproc", "conf-inproc-group")
+        .await
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unknown_topic_is_not_created() {
+    init_logs();
+    let kafka = DevKafka::start(2).unwrap();
+    let log = log_for(&kafka);
+    let err = log.partition_count("no.such.topic").await.unwrap_err();
+    assert!(
+        matches!(err, provenant_log::LogError::UnknownPartition { .. }),
+        "{err:?}"
+    );
+    let err = log
+        .append("no.such.topic", 0, vec![Record::new("k", "v")])
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, provenant_log::LogError::UnknownPartition { .. }),
+        "{err:?}"
+    );
+    // Still unknown: the log did not auto-create it.
+    assert!(log.partition_count("no.such.topic").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_key_and_empty_value() {
+    init_logs();
+    let kafka = DevKafka::start(1).unwrap();
+    let log = log_for(&kafka);
+    let record = Record::new(bytes::Bytes::new(), bytes::Bytes::new());
+    let offsets = log
+        .append(provenant_log::RAW_TOPIC, 0, vec![record.clone()])
+        .await
+        .unwrap();
+    let mut reader = log
+        .reader(provenant_log::RAW_TOPIC, 0, offsets[0])
+        .await
+        .unwrap();
+    let batch = reader.next_batch(1, Duration::from_secs(10)).await.unwrap();
+    assert_eq!(batch.len(), 1);
+    assert_eq!(batch[0].record, record);
+}
