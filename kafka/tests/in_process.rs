@@ -2,6 +2,9 @@
 //! (`DevKafka`). The same suite runs against the `provenant dev-kafka` process in
 //! `cli/tests/kafka_conformance.rs`.
 
+// Test code: helpers outside `#[test]` functions may unwrap too.
+#![allow(clippy::unwrap_used, clippy::indexing_slicing)]
+
 use std::time::Duration;
 
 use provenant_kafka::{DevKafka, KafkaConfig, KafkaLog};
