@@ -12,7 +12,8 @@
 //!
 //! The mock keeps about 5 MiB per partition and silently drops older data, so each topic gets
 //! `PARTITIONS` partitions and at most `PER_PARTITION` × 532 bytes ≈ 4.3 MB per partition.
-//! Every round uses fresh topics. Run: `cargo bench -p provenant-kafka --bench log_vs_raw`.
+//! Every round uses fresh topics; round 0 warms both sides up and is not counted; each side
+//! closes its consumers outside its timed region; producers are created once, before timing. Run: `cargo bench -p provenant-kafka --bench log_vs_raw`.
 
 use std::error::Error;
 use std::sync::Arc;
@@ -30,7 +31,7 @@ const PER_PARTITION: usize = 8_000;
 const VALUE_BYTES: usize = 500;
 const KEY_BYTES: usize = 32;
 const BATCH: usize = 1_000;
-const ROUNDS: usize = 3;
+const ROUNDS: usize = 10;
 
 type BoxError = Box<dyn Error + Send + Sync>;
 
@@ -114,30 +115,31 @@ async fn run_log(
             while got < PER_PARTITION {
                 let batch = reader.next_batch(10_000, Duration::from_secs(5)).await?;
                 if batch.is_empty() {
-                    return Err::<(), BoxError>(
+                    return Err::<_, BoxError>(
                         format!("log read stalled at {got} on {partition}").into(),
                     );
                 }
                 got += batch.len();
             }
-            Ok(())
+            Ok(reader)
         });
     }
+    let mut readers = Vec::new();
     while let Some(done) = tasks.join_next().await {
-        done??;
+        readers.push(done??);
     }
-    Ok(Timing {
-        produce,
-        consume: started.elapsed(),
-    })
+    let consume = started.elapsed();
+    // Closing consumers is not part of consuming: close them outside the timed region.
+    drop(readers);
+    Ok(Timing { produce, consume })
 }
 
 async fn run_raw(
+    producer: &FutureProducer,
     bootstrap: &str,
     topic: &str,
     data: &Arc<Vec<Vec<Record>>>,
 ) -> Result<Timing, BoxError> {
-    let producer: FutureProducer = producer_config(bootstrap).create()?;
     let started = Instant::now();
     let mut deliveries = Vec::with_capacity(PER_PARTITION * PARTITIONS as usize);
     for (partition, records) in (0i32..).zip(data.iter()) {
@@ -179,44 +181,49 @@ async fn run_raw(
     for partition in 0..PARTITIONS {
         let bootstrap = bootstrap.to_owned();
         let topic = topic.to_owned();
-        threads.push(std::thread::spawn(move || -> Result<(), BoxError> {
-            let consumer: BaseConsumer = ClientConfig::new()
-                .set("bootstrap.servers", &bootstrap)
-                .set("group.id", "bench-raw")
-                .set("enable.auto.commit", "false")
-                .set("auto.offset.reset", "error")
-                .create()?;
-            let mut list = TopicPartitionList::new();
-            list.add_partition_offset(&topic, i32::try_from(partition)?, Offset::Offset(0))?;
-            consumer.assign(&list)?;
-            let mut got = 0usize;
-            let deadline = Instant::now() + Duration::from_secs(60);
-            while got < PER_PARTITION {
-                if Instant::now() > deadline {
-                    return Err(format!("raw read stalled at {got} on {partition}").into());
+        threads.push(std::thread::spawn(
+            move || -> Result<BaseConsumer, BoxError> {
+                let consumer: BaseConsumer = ClientConfig::new()
+                    .set("bootstrap.servers", &bootstrap)
+                    .set("group.id", "bench-raw")
+                    .set("enable.auto.commit", "false")
+                    .set("auto.offset.reset", "error")
+                    .create()?;
+                let mut list = TopicPartitionList::new();
+                list.add_partition_offset(&topic, i32::try_from(partition)?, Offset::Offset(0))?;
+                consumer.assign(&list)?;
+                let mut got = 0usize;
+                let deadline = Instant::now() + Duration::from_secs(60);
+                while got < PER_PARTITION {
+                    if Instant::now() > deadline {
+                        return Err(format!("raw read stalled at {got} on {partition}").into());
+                    }
+                    if let Some(message) = consumer.poll(Duration::from_millis(500)) {
+                        let message = message?;
+                        // Touch the data as the log does (copying it out).
+                        let _owned = (
+                            message.key().map(<[u8]>::to_vec),
+                            message.payload().map(<[u8]>::to_vec),
+                        );
+                        got += 1;
+                    }
                 }
-                if let Some(message) = consumer.poll(Duration::from_millis(500)) {
-                    let message = message?;
-                    // Touch the data as the log does (copying it out).
-                    let _owned = (
-                        message.key().map(<[u8]>::to_vec),
-                        message.payload().map(<[u8]>::to_vec),
-                    );
-                    got += 1;
-                }
-            }
-            Ok(())
-        }));
+                Ok(consumer)
+            },
+        ));
     }
+    let mut consumers = Vec::new();
     for thread in threads {
-        thread
-            .join()
-            .map_err(|_| "raw consumer thread panicked")??;
+        consumers.push(
+            thread
+                .join()
+                .map_err(|_| "raw consumer thread panicked")??,
+        );
     }
-    Ok(Timing {
-        produce,
-        consume: started.elapsed(),
-    })
+    let consume = started.elapsed();
+    // Closing consumers is not part of consuming: close them outside the timed region.
+    drop(consumers);
+    Ok(Timing { produce, consume })
 }
 
 fn rate(count: usize, bytes: usize, took: Duration) -> (f64, f64) {
@@ -240,6 +247,7 @@ fn main() -> Result<(), BoxError> {
         let kafka = DevKafka::start_empty()?;
         let bootstrap = kafka.bootstrap_servers().to_owned();
         let log = Arc::new(KafkaLog::new(KafkaConfig::new(&bootstrap))?);
+        let producer: FutureProducer = producer_config(&bootstrap).create()?;
         let data: Arc<Vec<Vec<Record>>> = Arc::new((0..PARTITIONS).map(messages).collect());
         let count = PER_PARTITION * PARTITIONS as usize;
         let bytes = count * (VALUE_BYTES + KEY_BYTES);
@@ -252,20 +260,28 @@ fn main() -> Result<(), BoxError> {
             kafka.create_topic(&raw_topic, PARTITIONS)?;
             let (l, r) = if round % 2 == 0 {
                 let l = run_log(Arc::clone(&log), &log_topic, &data).await?;
-                (l, run_raw(&bootstrap, &raw_topic, &data).await?)
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                (l, run_raw(&producer, &bootstrap, &raw_topic, &data).await?)
             } else {
-                let r = run_raw(&bootstrap, &raw_topic, &data).await?;
+                let r = run_raw(&producer, &bootstrap, &raw_topic, &data).await?;
+                tokio::time::sleep(Duration::from_millis(500)).await;
                 (run_log(Arc::clone(&log), &log_topic, &data).await?, r)
             };
+            // Let the broker and the background threads settle before the next round.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             println!(
                 "round {round}: log produce {:?} consume {:?} | raw produce {:?} consume {:?}",
                 l.produce, l.consume, r.produce, r.consume
             );
+            if round == 0 && !quick {
+                println!("(round 0 is a warm-up, not counted)");
+                continue;
+            }
             log_times.push(l);
             raw_times.push(r);
         }
         println!(
-            "\n{count} messages ({PARTITIONS} partitions x {PER_PARTITION}), {VALUE_BYTES} B values + {KEY_BYTES} B keys, median of {rounds} rounds"
+            "\n{count} messages ({PARTITIONS} partitions x {PER_PARTITION}), {VALUE_BYTES} B values + {KEY_BYTES} B keys, median of {} rounds after a warm-up", log_times.len()
         );
         println!("| operation | KafkaLog msgs/s | KafkaLog MB/s | raw rdkafka msgs/s | raw MB/s | log / raw |");
         println!("|---|---:|---:|---:|---:|---:|");
