@@ -9,6 +9,11 @@ use std::time::Duration;
 use rdkafka::ClientConfig;
 use serde::Deserialize;
 
+/// The level librdkafka logs at (to `tracing`, target `librdkafka`, which filters further).
+/// Info: its warnings and connection problems stay visible (TESTING.md).
+pub const LIBRDKAFKA_LOG_LEVEL: rdkafka::config::RDKafkaLogLevel =
+    rdkafka::config::RDKafkaLogLevel::Info;
+
 /// librdkafka settings that [`crate::KafkaLog`] sets itself because the log's contract
 /// depends on them. Passing one of them in [`KafkaConfig::settings`] is a configuration error.
 pub const RESERVED_SETTINGS: [&str; 9] = [
@@ -118,7 +123,7 @@ impl KafkaConfig {
             .set("bootstrap.servers", &self.bootstrap_servers)
             .set("client.id", format!("{}-{role}", self.client_id))
             .set("allow.auto.create.topics", "false")
-            .set_log_level(rdkafka::config::RDKafkaLogLevel::Info);
+            .set_log_level(LIBRDKAFKA_LOG_LEVEL);
         for (name, value) in &self.settings {
             config.set(name, value);
         }
@@ -136,7 +141,10 @@ impl KafkaConfig {
         for (name, value) in self.base("producer").config_map() {
             config.set(name, value);
         }
-        config.set("enable.idempotence", "true").set("acks", "all");
+        config
+            .set("enable.idempotence", "true")
+            .set("acks", "all")
+            .set_log_level(LIBRDKAFKA_LOG_LEVEL);
         config
     }
 
@@ -225,6 +233,23 @@ mod tests {
         let reader = config.consumer("reader", "g");
         assert_eq!(reader.get("auto.offset.reset"), Some("error"));
         assert_eq!(reader.get("enable.auto.commit"), Some("false"));
+    }
+
+    #[test]
+    fn every_client_logs_at_info() {
+        let config = KafkaConfig::new("b:9092");
+        for client in [
+            config.producer(),
+            config.base("meta"),
+            config.consumer("reader", "g"),
+            config.member("g"),
+        ] {
+            assert!(
+                matches!(client.log_level, rdkafka::config::RDKafkaLogLevel::Info),
+                "{:?}",
+                client.log_level
+            );
+        }
     }
 
     #[test]

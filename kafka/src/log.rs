@@ -329,7 +329,12 @@ impl Log for KafkaLog {
         blocking("watermarks", topic, partition, move || {
             // Ask for the count first: an unknown partition is then a clear error instead of
             // a leader lookup that runs into the timeout.
-            let count = query_partition_count(&meta, &name, timeout)?;
+            let count = match query_partition_count(&meta, &name, timeout) {
+                Err(LogError::UnknownPartition { topic, .. }) => {
+                    return Err(LogError::UnknownPartition { topic, partition });
+                }
+                other => other?,
+            };
             if partition >= count {
                 return Err(LogError::UnknownPartition {
                     topic: name,
@@ -563,7 +568,9 @@ impl LogReader for KafkaReader {
         max: usize,
         wait: Duration,
     ) -> Result<Vec<StoredRecord>, LogError> {
-        let max = max.max(1);
+        if max == 0 {
+            return Ok(Vec::new());
+        }
         let shared = Arc::clone(&self.shared);
         let topic = self.topic.clone();
         let partition = self.partition;
