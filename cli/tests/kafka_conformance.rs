@@ -204,8 +204,9 @@ async fn two_members_rebalance_and_revoke_waits_for_the_ack() {
         panic!("A expected Revoked");
     };
     assert_eq!(partitions, vec![0, 1, 2, 3]);
-    // While A holds the ack, the rebalance must not complete: B gets nothing.
-    let early = tokio::time::timeout(Duration::from_secs(2), b.next_event()).await;
+    // While A holds the ack, the rebalance must not complete: B gets nothing. (Without the
+    // wait, the mock assigns B about 4.5 s after it joins; 6 s tells the two apart.)
+    let early = tokio::time::timeout(Duration::from_secs(6), b.next_event()).await;
     assert!(
         early.is_err(),
         "B was assigned before A acknowledged: {early:?}"
