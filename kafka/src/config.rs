@@ -50,7 +50,8 @@ pub struct KafkaConfig {
     /// Group members: `heartbeat.interval.ms` (about a third of the session timeout).
     pub heartbeat_interval_ms: Option<u32>,
     /// Group members: `group.instance.id`, for static membership (a restarted member gets its
-    /// partitions back without a rebalance, within the session timeout).
+    /// partitions back without a rebalance, within the session timeout). With it, leaving
+    /// sends no LeaveGroup: the member's partitions move only after the session timeout.
     pub group_instance_id: Option<String>,
     /// How long a rebalance waits for a member to acknowledge a revocation before it goes
     /// on anyway (logged as an error). Must stay below `max.poll.interval.ms` (5 min).
@@ -233,6 +234,27 @@ mod tests {
         let reader = config.consumer("reader", "g");
         assert_eq!(reader.get("auto.offset.reset"), Some("error"));
         assert_eq!(reader.get("enable.auto.commit"), Some("false"));
+    }
+
+    #[test]
+    fn parses_from_serde_with_defaults_and_refuses_unknown_fields() {
+        let config: KafkaConfig = serde_json::from_str(
+            r#"{"bootstrap_servers": "k1:9092,k2:9092", "session_timeout_ms": 6000,
+                "settings": {"security.protocol": "ssl", "ssl.ca.location": "/etc/ca.pem"}}"#,
+        )
+        .unwrap();
+        assert_eq!(config.bootstrap_servers, "k1:9092,k2:9092");
+        assert_eq!(config.compression, "lz4");
+        assert_eq!(config.linger_ms, KafkaConfig::DEFAULT_LINGER_MS);
+        assert_eq!(config.session_timeout_ms, Some(6000));
+        assert_eq!(
+            config.producer().get("security.protocol"),
+            Some("ssl"),
+            "settings pass through"
+        );
+        config.validate().unwrap();
+        let unknown = serde_json::from_str::<KafkaConfig>(r#"{"bootstrap_server": "k:9092"}"#);
+        assert!(unknown.is_err());
     }
 
     #[test]
