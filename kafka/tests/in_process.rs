@@ -81,3 +81,25 @@ async fn empty_key_and_empty_value() {
     assert_eq!(batch.len(), 1);
     assert_eq!(batch[0].record, record);
 }
+
+/// What the mock does with a topic nobody created: a client that allows auto-creation (a
+/// plain librdkafka producer does by default) gets it created with 4 partitions, the mock's
+/// default; `KafkaLog` never allows it (see `unknown_topic_is_not_created`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mock_auto_creates_topics_with_four_partitions_for_other_clients() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    init_logs();
+    let kafka = DevKafka::start_empty().unwrap();
+    let producer: FutureProducer = rdkafka::ClientConfig::new()
+        .set("bootstrap.servers", kafka.bootstrap_servers())
+        .create()
+        .unwrap();
+    let record: FutureRecord<'_, str, str> = FutureRecord::to("auto.created").key("k").payload("v");
+    producer
+        .send(record, Duration::from_secs(10))
+        .await
+        .map_err(|(e, _)| e)
+        .unwrap();
+    let log = log_for(&kafka);
+    assert_eq!(log.partition_count("auto.created").await.unwrap(), 4);
+}
