@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod dev_kafka;
 mod version;
 
 /// Provenant — provenance you can prove.
@@ -29,6 +30,16 @@ struct Cli {
 enum Command {
     /// Print version, commit and build time.
     Version,
+    /// Run librdkafka's in-memory mock Kafka broker, for development and tests only.
+    ///
+    /// This is librdkafka's mock cluster (rdkafka::mocking), not Apache Kafka: it speaks the
+    /// Kafka protocol on 127.0.0.1, keeps everything in memory only (all data is lost when it
+    /// stops), and each partition keeps at most about 5 MiB or 100,000 message sets: older
+    /// data is dropped silently, like retention. No transactions, no admin CreateTopics.
+    /// It creates prov.raw, prov.ledger and prov.dlq (plus any --topic), prints
+    /// `bootstrap.servers=127.0.0.1:PORT` as its first stdout line, accepts
+    /// `create-topic NAME PARTITIONS` lines on stdin, and stops on SIGTERM or Ctrl-C.
+    DevKafka(dev_kafka::DevKafkaArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +50,7 @@ fn main() -> ExitCode {
             println!("provenant {}", version::LONG);
             ExitCode::SUCCESS
         }
+        Command::DevKafka(args) => dev_kafka::run(&args),
     }
 }
 
