@@ -68,26 +68,8 @@ fn serve(args: &DevKafkaArgs) -> anyhow::Result<()> {
         .enable_all()
         .build()
         .context("starting the signal handler")?;
-    runtime.block_on(wait_for_stop())?;
+    runtime.block_on(crate::shutdown::wait_for_stop())?;
     tracing::info!("dev-kafka: stopping");
-    Ok(())
-}
-
-/// Waits for SIGTERM or Ctrl-C (SIGINT).
-async fn wait_for_stop() -> anyhow::Result<()> {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
-        tokio::select! {
-            result = tokio::signal::ctrl_c() => result.context("listening for Ctrl-C")?,
-            _ = terminate.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    tokio::signal::ctrl_c()
-        .await
-        .context("listening for Ctrl-C")?;
     Ok(())
 }
 

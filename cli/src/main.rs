@@ -2,11 +2,17 @@
 //! arguments, sets up logging and dispatches; each subcommand lives in its own module and the
 //! work itself lives in the library crates.
 
+// The binary talks to its user on stderr (errors, progress); libraries never print.
+#![allow(clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod dev_kafka;
+mod emit;
+mod shutdown;
+mod up;
 mod version;
 
 /// Provenant — provenance you can prove.
@@ -40,6 +46,17 @@ enum Command {
     /// `bootstrap.servers=127.0.0.1:PORT` as its first stdout line, accepts
     /// `create-topic NAME PARTITIONS` lines on stdin, and stops on SIGTERM or Ctrl-C.
     DevKafka(dev_kafka::DevKafkaArgs),
+    /// Send a build, artifact, deploy, runtime, data or approval event (from CI or a shell).
+    ///
+    /// The event is validated first: an invalid one is not sent (exit 1). It goes to a
+    /// Provenant HTTP endpoint (--endpoint) or straight to Kafka (--brokers), written to
+    /// prov.raw as binary-mode CloudEvents. Exit 3 when the destination stayed unreachable.
+    Emit(Box<emit::EmitArgs>),
+    /// Run the pipeline in one process (today: HTTP ingest into prov.raw).
+    ///
+    /// Over the embedded log in DATA_DIR by default, or over Kafka with --brokers. Prints
+    /// where everything is; stops cleanly on Ctrl-C or SIGTERM.
+    Up(up::UpArgs),
 }
 
 fn main() -> ExitCode {
@@ -51,6 +68,20 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Command::DevKafka(args) => dev_kafka::run(&args),
+        Command::Up(args) => match up::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Emit(args) => match emit::run(*args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
     }
 }
 
@@ -62,5 +93,6 @@ fn init_logging(filter: &str) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .try_init();
 }

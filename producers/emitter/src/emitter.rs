@@ -414,7 +414,11 @@ impl<T: Transport> Worker<T> {
                         .stats
                         .send_failures
                         .fetch_add(1, Ordering::Relaxed);
-                    tracing::warn!(transport = self.transport.name(), error = %e, events = batch.len(), "destination unavailable");
+                    if backoff == self.inner.config.min_backoff {
+                        tracing::warn!(transport = self.transport.name(), error = %e, events = batch.len(), "destination unavailable, retrying");
+                    } else {
+                        tracing::debug!(transport = self.transport.name(), error = %e, events = batch.len(), "destination still unavailable");
+                    }
                     if let Some(stopped) = self.spool_front(batch) {
                         return stopped;
                     }

@@ -1,0 +1,140 @@
+//! `provenant up`: the pipeline in one process.
+//!
+//! Today it runs the **ingest** role: HTTP ingest (`POST /v1/events`, `POST /api/v1/lineage`)
+//! into `prov.raw`, with `/healthz` and `/metrics`, over the embedded log in `DATA_DIR/log`
+//! or over Kafka with `--brokers`. The processor, the sinks and the query API join this
+//! command as they are built; `up` says plainly which roles run.
+//!
+//! Invariants: an event acknowledged with 2xx is durable in `prov.raw` (see
+//! `provenant_ingest`); on SIGTERM or Ctrl-C the HTTP server stops accepting, finishes the
+//! requests in flight, and the log is closed (every queued append written) before exit.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use axum::Router;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use clap::Args;
+use provenant_ingest::{Ingest, IngestConfig, check_listen, router};
+use provenant_log::Log;
+use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+
+#[derive(Debug, Args)]
+pub(crate) struct UpArgs {
+    /// Where the embedded log (and later the archive, index and keys) live.
+    #[arg(
+        long,
+        env = "PROVENANT_DATA_DIR",
+        value_name = "DIR",
+        default_value = "provenant-data"
+    )]
+    data_dir: PathBuf,
+
+    /// Address of the HTTP server (ingest, /metrics, /healthz). Port 0 picks a free port.
+    #[arg(long, env = "PROVENANT_HTTP", default_value = "127.0.0.1:8080")]
+    http: SocketAddr,
+
+    /// Run over a Kafka cluster (HOST:PORT,…) instead of the embedded log.
+    #[arg(long, env = "PROVENANT_BROKERS")]
+    brokers: Option<String>,
+
+    /// Require `Authorization: Bearer <token>` on ingest.
+    #[arg(long, env = "PROVENANT_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+
+    /// Allow listening on a non-loopback address without a token.
+    #[arg(long)]
+    insecure: bool,
+
+    /// Partitions of prov.raw, prov.ledger and prov.dlq when the embedded log is created.
+    #[arg(long, default_value_t = provenant_log::embedded::DEFAULT_PARTITIONS)]
+    partitions: u32,
+}
+
+pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
+    check_listen(args.http, args.token.is_some(), args.insecure).map_err(anyhow::Error::msg)?;
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    if let Some(brokers) = &args.brokers {
+        let log =
+            provenant_kafka::KafkaLog::new(provenant_kafka::KafkaConfig::new(brokers.clone()))
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+        runtime.block_on(serve(args, log, &format!("kafka {brokers}")))?;
+    } else {
+        let dir = args.data_dir.join("log");
+        let log = EmbeddedLog::open(
+            &dir,
+            EmbeddedConfig {
+                partitions: args.partitions,
+                ..EmbeddedConfig::default()
+            },
+        )
+        .with_context(|| format!("opening the embedded log in {}", dir.display()))?;
+        let what = format!("embedded, {}", dir.display());
+        runtime.block_on(serve(args, log, &what))?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve<L: Log>(args: &UpArgs, log: L, log_desc: &str) -> Result<()> {
+    let registry = prometheus::Registry::new();
+    let ingest = Ingest::new(
+        log,
+        IngestConfig {
+            token: args.token.clone(),
+            ..IngestConfig::default()
+        },
+        &registry,
+    )?;
+    let app = http_app(router(ingest), registry);
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("listening on {}", args.http))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    println!("provenant up — roles running: ingest");
+    println!("  log       {log_desc}");
+    println!("  http      http://{addr}");
+    println!("  events    POST http://{addr}/v1/events");
+    println!("  metrics   http://{addr}/metrics");
+    println!("  health    http://{addr}/healthz");
+    println!("  not yet   processor, archive and index sinks, queries (not built yet)");
+    tracing::info!(%addr, "http server listening");
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            if let Err(e) = crate::shutdown::wait_for_stop().await {
+                tracing::error!(error = %e, "signal handler failed; stopping");
+            }
+            tracing::info!("stopping: finishing requests in flight");
+        })
+        .await
+        .context("serving HTTP")?;
+    Ok(())
+}
+
+/// Every role's HTTP surface: the role routes plus `/healthz` and `/metrics`.
+fn http_app(routes: Router, registry: prometheus::Registry) -> Router {
+    routes.route("/healthz", get(|| async { "ok\n" })).route(
+        "/metrics",
+        get(move || {
+            let registry = registry.clone();
+            async move {
+                let mut out = String::new();
+                let encoder = prometheus::TextEncoder::new();
+                match encoder.encode_utf8(&registry.gather(), &mut out) {
+                    Ok(()) => (
+                        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                        out,
+                    )
+                        .into_response(),
+                    Err(e) => (
+                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                        format!("encoding metrics: {e}"),
+                    )
+                        .into_response(),
+                }
+            }
+        }),
+    )
+}
