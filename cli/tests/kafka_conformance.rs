@@ -14,83 +14,13 @@
     clippy::indexing_slicing
 )]
 
-use std::io::{BufRead, BufReader, Write};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use provenant_kafka::{KafkaConfig, KafkaLog};
 use provenant_log::{GroupEvent, GroupMember, Log, LogError, Record, conformance};
 
-/// A `provenant dev-kafka` process, killed (SIGKILL) and reaped on drop.
-struct Broker {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    bootstrap: String,
-}
-
-impl Broker {
-    fn start(args: &[&str]) -> Broker {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_provenant"))
-            .arg("dev-kafka")
-            .args(args)
-            .env("PROVENANT_LOG", "info")
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start provenant dev-kafka");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let read = stdout.read_line(&mut line);
-        let mut broker = Broker {
-            child,
-            stdin,
-            stdout,
-            bootstrap: String::new(),
-        };
-        read.expect("read the bootstrap line");
-        broker.bootstrap = line
-            .trim_end()
-            .strip_prefix("bootstrap.servers=")
-            .unwrap_or_else(|| panic!("first line is not bootstrap.servers=…: {line:?}"))
-            .to_owned();
-        assert!(
-            broker.bootstrap.starts_with("127.0.0.1:"),
-            "{}",
-            broker.bootstrap
-        );
-        broker
-    }
-
-    /// Creates a topic through the process's stdin protocol.
-    fn create_topic(&mut self, name: &str, partitions: u32) {
-        writeln!(self.stdin, "create-topic {name} {partitions}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        assert_eq!(line.trim_end(), format!("created {name} {partitions}"));
-    }
-
-    fn log(&self) -> KafkaLog {
-        KafkaLog::new(KafkaConfig {
-            session_timeout_ms: Some(6000),
-            heartbeat_interval_ms: Some(500),
-            message_timeout_ms: 3000,
-            request_timeout_ms: 3000,
-            ..KafkaConfig::new(&self.bootstrap)
-        })
-        .unwrap()
-    }
-}
-
-impl Drop for Broker {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Broker;
 
 fn init_logs() {
     let _ = tracing_subscriber::fmt()

@@ -355,3 +355,56 @@ pub async fn append_by_key<L: Log>(
     }
     Ok(out)
 }
+
+/// A shared log is a log: roles in one process (`provenant up`) share one `Arc<L>`.
+impl<L: Log> Log for std::sync::Arc<L> {
+    type Reader = L::Reader;
+    type Member = L::Member;
+
+    fn partition_count(&self, topic: &str) -> impl Future<Output = Result<u32, LogError>> + Send {
+        (**self).partition_count(topic)
+    }
+
+    fn append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<Vec<u64>, LogError>> + Send {
+        (**self).append(topic, partition, records)
+    }
+
+    fn watermarks(
+        &self,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<Watermarks, LogError>> + Send {
+        (**self).watermarks(topic, partition)
+    }
+
+    fn reader(
+        &self,
+        topic: &str,
+        partition: u32,
+        from: u64,
+    ) -> impl Future<Output = Result<Self::Reader, LogError>> + Send {
+        (**self).reader(topic, partition, from)
+    }
+
+    fn join_group(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> impl Future<Output = Result<Self::Member, LogError>> + Send {
+        (**self).join_group(group, topic)
+    }
+
+    fn committed(
+        &self,
+        group: &str,
+        topic: &str,
+        partition: u32,
+    ) -> impl Future<Output = Result<Option<u64>, LogError>> + Send {
+        (**self).committed(group, topic, partition)
+    }
+}

@@ -185,3 +185,14 @@ pub fn raw_record(event: &Event) -> Record {
     push("content-type", "application/json");
     record
 }
+
+/// A shared transport is a transport: several emitters may share one connection.
+impl<T: Transport> Transport for std::sync::Arc<T> {
+    fn send(&self, events: &[Event]) -> impl Future<Output = Result<(), TransportError>> + Send {
+        (**self).send(events)
+    }
+
+    fn name(&self) -> &'static str {
+        (**self).name()
+    }
+}
