@@ -324,14 +324,18 @@ pub trait Log: Send + Sync + 'static {
 }
 
 /// Appends a batch routed by key with the murmur2 partitioner: records are grouped by
-/// partition, order kept within each partition. Returns `(partition, offset)` per record, in
-/// input order. Records without a key go to partition 0.
+/// partition, order kept within each partition, and the partitions are appended
+/// concurrently (one append per partition, all in flight at once). Returns
+/// `(partition, offset)` per record, in input order. Records without a key go to partition 0.
+/// On error, some partitions' appends may have succeeded (callers retry the whole batch;
+/// duplicates are removed downstream by event identity).
 pub async fn append_by_key<L: Log>(
     log: &L,
     topic: &str,
     records: Vec<Record>,
 ) -> Result<Vec<(u32, u64)>, LogError> {
     let partitions = log.partition_count(topic).await?;
+    let total = records.len();
     let mut by_partition: std::collections::BTreeMap<u32, (Vec<usize>, Vec<Record>)> =
         std::collections::BTreeMap::new();
     for (index, record) in records.into_iter().enumerate() {
@@ -343,10 +347,15 @@ pub async fn append_by_key<L: Log>(
         entry.0.push(index);
         entry.1.push(record);
     }
-    let total: usize = by_partition.values().map(|(i, _)| i.len()).sum();
+    let appends = by_partition
+        .into_iter()
+        .map(|(partition, (indexes, batch))| async move {
+            let offsets = log.append(topic, partition, batch).await?;
+            Ok::<_, LogError>((partition, indexes, offsets))
+        });
     let mut out = vec![(0u32, 0u64); total];
-    for (partition, (indexes, batch)) in by_partition {
-        let offsets = log.append(topic, partition, batch).await?;
+    for result in futures_util::future::join_all(appends).await {
+        let (partition, indexes, offsets) = result?;
         for (index, offset) in indexes.into_iter().zip(offsets) {
             if let Some(slot) = out.get_mut(index) {
                 *slot = (partition, offset);

@@ -70,8 +70,9 @@ pub struct EmitterConfig {
 impl EmitterConfig {
     /// Default queue capacity: 10,000 events.
     pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
-    /// Default batch: 500 events.
-    pub const DEFAULT_MAX_BATCH: usize = 500;
+    /// Default batch: 5,000 events (one batch is in flight at a time, so batches carry the
+    /// throughput; the partitions of a batch are appended concurrently).
+    pub const DEFAULT_MAX_BATCH: usize = 5_000;
 }
 
 impl Default for EmitterConfig {
