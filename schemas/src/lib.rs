@@ -11,6 +11,7 @@
 //! binary mode on Kafka: `ce_*` headers and a value).
 
 pub mod avro;
+pub mod binary_mode;
 pub mod canonical;
 pub mod error;
 pub mod event;
