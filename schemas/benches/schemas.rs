@@ -24,7 +24,7 @@ fn event_bytes() -> Vec<u8> {
     let v = serde_json::json!({
         "specversion": "1.0",
         "id": "0190b6f2-3c4d-7e8f-9a0b-1c2d3e4f5a6b",
-        "source": "https://ci.example.com/acme/shop/pipelines/1234",
+        "source": "https://ci.example.com/acme/shop",
         "type": "io.provenant.deploy.v1",
         "time": "2026-11-23T10:05:00Z",
         "datacontenttype": "application/json",
@@ -36,7 +36,6 @@ fn event_bytes() -> Vec<u8> {
             "deploy_timestamp": "2026-11-23T10:05:00Z",
             "actor": "release-bot",
             "previous_deploy_id": "deploy-2026-11-22-0003",
-            "pipeline_url": "https://ci.example.com/acme/shop/pipelines/1234",
             "annotations": {"region": "eu-west-1", "change": "CHG-4711"}
         }
     });
