@@ -219,7 +219,8 @@ impl RunState {
         }
     }
 
-    fn parse(s: &str) -> Option<Self> {
+    /// The state spelled as [`RunState::as_str`] spells it.
+    pub fn parse(s: &str) -> Option<Self> {
         RunState::ALL.into_iter().find(|r| r.as_str() == s)
     }
 }
@@ -343,6 +344,26 @@ pub enum Relation {
 }
 
 impl Relation {
+    /// Every relation, in declaration order (also the order of the Avro enum `Relation`).
+    pub const ALL: [Relation; 11] = [
+        Relation::BuiltFrom,
+        Relation::BuiltBy,
+        Relation::SourceCommit,
+        Relation::Runs,
+        Relation::InEnvironment,
+        Relation::Replaces,
+        Relation::StartedBy,
+        Relation::Reads,
+        Relation::Writes,
+        Relation::Approves,
+        Relation::RunOf,
+    ];
+
+    /// The relation named by [`Relation::as_str`].
+    pub fn parse(s: &str) -> Option<Relation> {
+        Relation::ALL.into_iter().find(|r| r.as_str() == s)
+    }
+
     /// The snake_case name (index edge label).
     pub fn as_str(self) -> &'static str {
         match self {

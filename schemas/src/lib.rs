@@ -5,12 +5,19 @@
 //! from CloudEvents, CDEvents and OpenLineage. Pure code: no I/O, no tokio, no rdkafka.
 //!
 //! Modules: [`event`] (the model), [`keys`] (typed entity keys), [`json`] (strict JSON and
-//! limits), [`validate`] (field rules), [`error`] (why an event was refused).
+//! limits), [`validate`] (field rules), [`error`] (why an event was refused), [`avro`] (the
+//! `.avsc` schemas and single-object encoding), [`ledger`] (the ledger entry types),
+//! [`canonical`] (canonical bytes, record hash, chain checks), [`binary_mode`] (CloudEvents
+//! binary mode on Kafka: `ce_*` headers and a value).
 
+pub mod avro;
+pub mod binary_mode;
+pub mod canonical;
 pub mod error;
 pub mod event;
 pub mod json;
 pub mod keys;
+pub mod ledger;
 pub mod validate;
 
 pub use error::{ErrorCode, EventError, EventRef};
@@ -20,3 +27,4 @@ pub use event::{
 };
 pub use json::Limits;
 pub use keys::EntityKey;
+pub use ledger::{LedgerEntry, LedgerRecord, RecordBody};

@@ -345,5 +345,29 @@ fn extension_name(name: &str) -> Result<(), EventError> {
             "CloudEvents attribute names must be 1 to 64 lowercase letters or digits",
         ));
     }
+    // An extension with a context attribute's name would collide with that attribute in every
+    // wire form (structured JSON member, binary-mode `ce_` header).
+    if RESERVED_ATTRIBUTE_NAMES.contains(&name) {
+        return Err(EventError::field(
+            ErrorCode::InvalidValue,
+            "extensions",
+            "an extension attribute must not have the name of a CloudEvents context attribute, data, data_base64 or provenantmappedfrom",
+        ));
+    }
     Ok(())
 }
+
+/// Names no extension attribute may have.
+const RESERVED_ATTRIBUTE_NAMES: [&str; 11] = [
+    "specversion",
+    "id",
+    "source",
+    "type",
+    "time",
+    "subject",
+    "dataschema",
+    "datacontenttype",
+    "data",
+    "data_base64",
+    crate::event::MAPPED_FROM_EXTENSION,
+];
