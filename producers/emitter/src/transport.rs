@@ -150,40 +150,19 @@ impl<L: Log> Transport for LogTransport<L> {
     }
 }
 
-/// The one place an event becomes a `prov.raw` record: binary-mode CloudEvents (attributes
-/// in `ce_*` headers), keyed by [`Event::partition_key`], the kind's data as a JSON value
-/// (`content-type: application/json`, as other CloudEvents SDKs send).
+/// The one place an event becomes a `prov.raw` record: binary-mode CloudEvents
+/// (`provenant_schemas::binary_mode::encode`: attributes in `ce_*` headers, the kind's data
+/// as a single-object Avro value), keyed by [`Event::partition_key`].
 pub fn raw_record(event: &Event) -> Record {
-    let mut record = Record::new(event.partition_key(), event.data_json().to_string());
-    let mut push = |name: &str, value: &str| {
-        record
-            .headers
-            .push(Header::new(name, value.as_bytes().to_vec()));
-    };
-    push("ce_specversion", provenant_schemas::event::SPEC_VERSION);
-    push("ce_id", &event.id);
-    push("ce_source", &event.source);
-    push("ce_type", event.kind().ce_type());
-    if let Some(t) = &event.time {
-        push("ce_time", t);
+    let (headers, value) = provenant_schemas::binary_mode::encode(event);
+    Record {
+        key: Some(event.partition_key().into()),
+        headers: headers
+            .into_iter()
+            .map(|(name, value)| Header::new(name, value))
+            .collect(),
+        value: value.into(),
     }
-    if let Some(s) = &event.subject {
-        push("ce_subject", s);
-    }
-    if let Some(s) = &event.dataschema {
-        push("ce_dataschema", s);
-    }
-    for (k, v) in &event.extensions {
-        push(&format!("ce_{k}"), v);
-    }
-    if let Some(m) = &event.mapped_from {
-        push(
-            &format!("ce_{}", provenant_schemas::event::MAPPED_FROM_EXTENSION),
-            m,
-        );
-    }
-    push("content-type", "application/json");
-    record
 }
 
 /// A shared transport is a transport: several emitters may share one connection.
