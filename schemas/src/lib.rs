@@ -5,14 +5,19 @@
 //! from CloudEvents, CDEvents and OpenLineage. Pure code: no I/O, no tokio, no rdkafka.
 //!
 //! Modules: [`event`] (the model), [`keys`] (typed entity keys), [`json`] (strict JSON and
-//! limits), [`validate`] (field rules), [`error`] (why an event was refused).
+//! limits), [`validate`] (field rules), [`error`] (why an event was refused), [`interop`]
+//! (CloudEvents content types, CDEvents and OpenLineage mappings) and [`decode`] (the one
+//! entry point for outside input: one event, a JSON array or NDJSON).
 
+pub mod decode;
 pub mod error;
 pub mod event;
+pub mod interop;
 pub mod json;
 pub mod keys;
 pub mod validate;
 
+pub use decode::{Decoder, ItemError, decode};
 pub use error::{ErrorCode, EventError, EventRef};
 pub use event::{
     Annotations, Approval, Artifact, Build, Data, Dataset, Decision, Deploy, Event, EventData, Job,

@@ -1,5 +1,10 @@
 //! Decoding, validation and references of native events.
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 
 use provenant_schemas::{EntityKey, ErrorCode, Event, Kind, Limits, Relation};
 use serde_json::{Value, json};
