@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod validate;
 mod version;
 
 /// Provenant — provenance you can prove.
@@ -29,6 +30,8 @@ struct Cli {
 enum Command {
     /// Print version, commit and build time.
     Version,
+    /// Check events (CloudEvents, CDEvents, OpenLineage) from a file or stdin; exit 1 if any is invalid.
+    Validate(validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -39,6 +42,7 @@ fn main() -> ExitCode {
             println!("provenant {}", version::LONG);
             ExitCode::SUCCESS
         }
+        Command::Validate(args) => validate::run(&args),
     }
 }
 

@@ -113,6 +113,7 @@ fn decode(obj: &Map<String, Value>, limits: &Limits) -> Result<Event, EventError
     let source = req_str(context, "source", &p("context.source"), "context")?;
     let ce_type = req_str(context, "type", &p("context.type"), "context")?;
     let timestamp = req_str(context, "timestamp", &p("context.timestamp"), "context")?;
+    crate::validate::timestamp(&p("context.timestamp"), timestamp)?;
     let (subject_name, predicate) = parse_type(ce_type).ok_or_else(|| {
         EventError::field(
             ErrorCode::InvalidValue,
