@@ -13,6 +13,7 @@ mod dev_kafka;
 mod emit;
 mod shutdown;
 mod up;
+mod validate;
 mod version;
 
 /// Provenant — provenance you can prove.
@@ -57,6 +58,8 @@ enum Command {
     /// Over the embedded log in DATA_DIR by default, or over Kafka with --brokers. Prints
     /// where everything is; stops cleanly on Ctrl-C or SIGTERM.
     Up(up::UpArgs),
+    /// Check events (CloudEvents, CDEvents, OpenLineage) from a file or stdin; exit 1 if any is invalid.
+    Validate(validate::ValidateArgs),
 }
 
 fn main() -> ExitCode {
@@ -82,6 +85,7 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Validate(args) => validate::run(&args),
     }
 }
 

@@ -91,7 +91,7 @@ pub fn parse_strict_str(text: &str, limits: &Limits) -> Result<Value, EventError
 const DUPLICATE: &str = "duplicate key ";
 const TOO_DEEP: &str = "nesting deeper than ";
 
-fn classify(e: &serde_json::Error) -> EventError {
+pub(crate) fn classify(e: &serde_json::Error) -> EventError {
     let msg = e.to_string();
     if let Some(rest) = msg.strip_prefix(DUPLICATE) {
         // The key name is not echoed: keys are field names, but input is untrusted.

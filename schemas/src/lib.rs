@@ -8,18 +8,23 @@
 //! limits), [`validate`] (field rules), [`error`] (why an event was refused), [`avro`] (the
 //! `.avsc` schemas and single-object encoding), [`ledger`] (the ledger entry types),
 //! [`canonical`] (canonical bytes, record hash, chain checks), [`binary_mode`] (CloudEvents
-//! binary mode on Kafka: `ce_*` headers and a value).
+//! binary mode on Kafka: `ce_*` headers and a value), [`interop`] (CloudEvents content types,
+//! CDEvents and OpenLineage mappings) and [`decode`] (the one entry point for outside input:
+//! one event, a JSON array or NDJSON).
 
 pub mod avro;
 pub mod binary_mode;
 pub mod canonical;
+pub mod decode;
 pub mod error;
 pub mod event;
+pub mod interop;
 pub mod json;
 pub mod keys;
 pub mod ledger;
 pub mod validate;
 
+pub use decode::{Decoder, ItemError, decode};
 pub use error::{ErrorCode, EventError, EventRef};
 pub use event::{
     Annotations, Approval, Artifact, Build, Data, Dataset, Decision, Deploy, Event, EventData, Job,
