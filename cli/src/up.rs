@@ -97,6 +97,7 @@ async fn serve<L: Log>(args: &UpArgs, log: L, log_desc: &str) -> Result<()> {
     println!("  log       {log_desc}");
     println!("  http      http://{addr}");
     println!("  events    POST http://{addr}/v1/events");
+    println!("  lineage   POST http://{addr}/api/v1/lineage");
     println!("  metrics   http://{addr}/metrics");
     println!("  health    http://{addr}/healthz");
     println!("  not yet   processor, archive and index sinks, queries (not built yet)");

@@ -10,7 +10,7 @@
 //!   event of the request durably ([`provenant_log::Log::append`]). A request is accepted or
 //!   refused whole: a batch with one bad event is refused, naming every bad one by position.
 //! * **Bad input gets a 4xx that says what is wrong**, and nothing reaches the log for it:
-//!   400 with a reason per rejected event, 401 (token configured and missing or wrong), 413
+//!   400 with a reason per rejected event (its 1-based `position` in the batch), 401 (token configured and missing or wrong), 413
 //!   (body over the limit), 415 (wrong content type). 429 with `Retry-After` when too many
 //!   requests are in flight; 503 with `Retry-After` when the log is down.
 //! * Responses and log lines never carry event values (see `provenant_schemas::error`).
@@ -31,7 +31,6 @@ use provenant_schemas::{Event, EventError, Limits};
 use serde_json::json;
 use tokio::sync::Semaphore;
 
-mod decode;
 pub mod metrics;
 
 pub use metrics::IngestMetrics;
@@ -117,6 +116,7 @@ impl<L: Log> Ingest<L> {
 pub fn router<L: Log>(ingest: Arc<Ingest<L>>) -> Router {
     Router::new()
         .route("/v1/events", post(post_events::<L>))
+        .route("/api/v1/lineage", post(post_lineage::<L>))
         // The body limit is enforced by us (a JSON 413), not by axum's default of 2 MiB.
         .layer(axum::extract::DefaultBodyLimit::max(
             ingest.config.max_body_bytes,
@@ -162,7 +162,6 @@ async fn post_events<L: Log>(
     handle(&ingest, &headers, body, kind, "events").await
 }
 
-#[allow(dead_code)]
 async fn post_lineage<L: Log>(
     State(ingest): State<Arc<Ingest<L>>>,
     headers: HeaderMap,
@@ -228,10 +227,27 @@ async fn handle_inner<L: Log>(
             return error(status, "could not read the request body");
         }
     };
-    let decoded = match kind {
-        Body::One => decode::one(&body, &ingest.config.limits),
-        Body::Batch => decode::batch(&body, &ingest.config),
-        Body::Lineage => decode::one(&body, &ingest.config.limits),
+    let decoded: Vec<Result<Event, (usize, EventError)>> = match kind {
+        Body::One | Body::Batch => {
+            let content_type = if kind == Body::One {
+                "application/cloudevents+json"
+            } else {
+                "application/cloudevents-batch+json"
+            };
+            provenant_schemas::decode::Decoder {
+                limits: ingest.config.limits,
+                max_input_bytes: ingest.config.max_body_bytes,
+                ..provenant_schemas::decode::Decoder::default()
+            }
+            .decode(&body, Some(content_type))
+            .into_iter()
+            .map(|item| item.map_err(|e| (e.index, *e.error)))
+            .collect()
+        }
+        Body::Lineage => vec![
+            provenant_schemas::interop::openlineage::from_json(&body, &ingest.config.limits)
+                .map_err(|e| (1, e)),
+        ],
     };
     let events = match collect(decoded) {
         Ok(events) => events,
@@ -291,14 +307,17 @@ async fn handle_inner<L: Log>(
     }
 }
 
-/// All events, or every error with its position.
-fn collect(items: Vec<Result<Event, EventError>>) -> Result<Vec<Event>, Vec<(usize, EventError)>> {
+/// All events, or every error with its 1-based position.
+#[allow(clippy::type_complexity)]
+fn collect(
+    items: Vec<Result<Event, (usize, EventError)>>,
+) -> Result<Vec<Event>, Vec<(usize, EventError)>> {
     let mut events = Vec::with_capacity(items.len());
     let mut errors = Vec::new();
-    for (i, item) in items.into_iter().enumerate() {
+    for item in items {
         match item {
             Ok(e) => events.push(e),
-            Err(e) => errors.push((i, e)),
+            Err(e) => errors.push(e),
         }
     }
     if errors.is_empty() {
@@ -321,7 +340,7 @@ fn rejection(kind: Body, rejected: &[(usize, EventError)]) -> Response {
         .iter()
         .map(|(index, e)| {
             json!({
-                "index": index,
+                "position": index,
                 "source": e.event.source,
                 "id": e.event.id,
                 "code": e.code.as_str(),

@@ -123,7 +123,7 @@ async fn a_batch_with_bad_events_is_refused_whole_naming_each() {
     assert_eq!(status, 400);
     let rejected = body["rejected"].as_array().unwrap();
     assert_eq!(rejected.len(), 2);
-    assert_eq!(rejected[0]["index"], 1);
+    assert_eq!(rejected[0]["position"], 2);
     assert_eq!(rejected[0]["code"], "invalid_value");
     assert!(
         rejected[0]["message"]
@@ -131,7 +131,7 @@ async fn a_batch_with_bad_events_is_refused_whole_naming_each() {
             .unwrap()
             .ends_with("artifact_digest must be sha256:<64 hex>")
     );
-    assert_eq!(rejected[1]["index"], 2);
+    assert_eq!(rejected[1]["position"], 3);
     assert!(
         rejected[1]["message"]
             .as_str()
@@ -214,4 +214,30 @@ fn refuses_public_listen_without_token() {
     assert!(check_listen(public, false, true).is_ok());
     let err = check_listen(public, false, false).unwrap_err();
     assert!(err.contains("--insecure"), "{err}");
+}
+
+#[tokio::test]
+async fn openlineage_run_events_are_accepted_like_marquez() {
+    let s = start(IngestConfig::default()).await;
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../schemas/fixtures/openlineage/run_complete.json");
+    let body = std::fs::read_to_string(fixture).unwrap();
+    let resp = reqwest::Client::new()
+        .post(format!("{}/api/v1/lineage", s.base))
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    assert_eq!(raw_count(&s.log).await, 1);
+    let bad = reqwest::Client::new()
+        .post(format!("{}/api/v1/lineage", s.base))
+        .header("content-type", "application/json")
+        .body(r#"{"eventType":"COMPLETE"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status().as_u16(), 400);
+    assert_eq!(raw_count(&s.log).await, 1);
 }
