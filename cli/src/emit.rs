@@ -78,8 +78,19 @@ pub(crate) struct EmitArgs {
     #[arg(long = "annotation", value_name = "KEY=VALUE", global = true)]
     annotations: Vec<String>,
 
+    /// Send the events in FILE (or stdin with `-`): one event, a JSON array or NDJSON of
+    /// CloudEvents, CDEvents or OpenLineage RunEvents. All must be valid or nothing is sent.
+    #[arg(long, value_name = "FILE|-", conflicts_with = "id")]
+    json: Option<PathBuf>,
+
+    /// How to read --json input, as an HTTP content type: application/cloudevents+json (one
+    /// event), application/cloudevents-batch+json (an array), application/x-ndjson. Default:
+    /// guessed from the first bytes.
+    #[arg(long, value_name = "TYPE", requires = "json")]
+    content_type: Option<String>,
+
     #[command(subcommand)]
-    kind: KindArgs,
+    kind: Option<KindArgs>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,14 +218,28 @@ pub(crate) fn run(args: EmitArgs) -> Result<ExitCode> {
     } else {
         None
     };
-    let event = match typed_event(&args, ci.as_ref()) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            return Ok(ExitCode::from(1));
-        }
+    let events = match (&args.json, &args.kind) {
+        (Some(path), None) => match read_json_events(path, args.content_type.as_deref())? {
+            Ok(events) => events,
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("error: {e}");
+                }
+                eprintln!("{} invalid event(s); nothing was sent", errors.len());
+                return Ok(ExitCode::from(1));
+            }
+        },
+        (None, Some(kind)) => match typed_event(&args, kind, ci.as_ref()) {
+            Ok(e) => vec![e],
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                return Ok(ExitCode::from(1));
+            }
+        },
+        _ => bail!(
+            "give either --json FILE|- or one event kind (build, artifact, deploy, runtime, data, approval)"
+        ),
     };
-    let events = vec![event];
     for e in &events {
         if let Err(err) = e.validate(&Limits::DEFAULT) {
             eprintln!("error: {err}; nothing was sent");
@@ -323,11 +348,41 @@ fn pick(explicit: &Option<String>, from_ci: Option<&Option<String>>) -> Option<S
     explicit.clone().or_else(|| from_ci.and_then(Clone::clone))
 }
 
+/// Reads and decodes `--json` input: every event, or every error.
+fn read_json_events(
+    path: &std::path::Path,
+    content_type: Option<&str>,
+) -> Result<std::result::Result<Vec<Event>, Vec<provenant_schemas::ItemError>>> {
+    let bytes = if path.as_os_str() == "-" {
+        let mut buf = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::stdin(), &mut buf).context("reading stdin")?;
+        buf
+    } else {
+        std::fs::read(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        bail!("{} holds no events", path.display());
+    }
+    let mut events = Vec::new();
+    let mut errors = Vec::new();
+    for item in provenant_schemas::decode(&bytes, content_type, &Limits::DEFAULT) {
+        match item {
+            Ok(e) => events.push(e),
+            Err(e) => errors.push(e),
+        }
+    }
+    Ok(if errors.is_empty() {
+        Ok(events)
+    } else {
+        Err(errors)
+    })
+}
+
 /// Builds the event a typed subcommand describes.
-fn typed_event(args: &EmitArgs, ci: Option<&CiContext>) -> Result<Event> {
+fn typed_event(args: &EmitArgs, kind: &KindArgs, ci: Option<&CiContext>) -> Result<Event> {
     let annotations = annotations(&args.annotations)?;
     let c = |f: fn(&CiContext) -> &Option<String>| ci.map(f);
-    let data = match &args.kind {
+    let data = match kind {
         KindArgs::Build {
             commit_sha,
             build_id,

@@ -1,7 +1,9 @@
 //! # provenant-ingest — the HTTP endpoint producers send events to
 //!
-//! `POST /v1/events` takes `application/cloudevents+json` (one event) or
-//! `application/cloudevents-batch+json` (an array). `POST /api/v1/lineage` takes OpenLineage
+//! `POST /v1/events` takes `application/cloudevents+json` (one event),
+//! `application/cloudevents-batch+json` (an array), `application/json` (one or an array) or
+//! NDJSON (`application/x-ndjson`); each event may be a CloudEvent, a CDEvent or an
+//! OpenLineage RunEvent. `POST /api/v1/lineage` takes OpenLineage
 //! RunEvents exactly as Marquez does, so OpenLineage's HTTP transport works unchanged.
 //! [`router`] builds an axum router that any role can mount (`provenant up`, `serve`).
 //!
@@ -148,18 +150,23 @@ async fn post_events<L: Log>(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let kind = match media_type(&headers).as_deref() {
-        Some("application/cloudevents+json") => Body::One,
-        Some("application/cloudevents-batch+json") => Body::Batch,
-        _ => {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let kind = match provenant_schemas::interop::cloudevents::framing(&content_type) {
+        Some(provenant_schemas::interop::cloudevents::Framing::Single) => Body::One,
+        Some(_) => Body::Batch,
+        None => {
             ingest.metrics.request("events", 415);
             return error(
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "content-type must be application/cloudevents+json (one event) or application/cloudevents-batch+json (an array of events)",
+                "content-type must be application/cloudevents+json (one event), application/cloudevents-batch+json (an array), application/json or application/x-ndjson",
             );
         }
     };
-    handle(&ingest, &headers, body, kind, "events").await
+    handle(&ingest, &headers, body, kind, &content_type, "events").await
 }
 
 async fn post_lineage<L: Log>(
@@ -177,7 +184,15 @@ async fn post_lineage<L: Log>(
             );
         }
     }
-    handle(&ingest, &headers, body, Body::Lineage, "lineage").await
+    handle(
+        &ingest,
+        &headers,
+        body,
+        Body::Lineage,
+        "application/json",
+        "lineage",
+    )
+    .await
 }
 
 async fn handle<L: Log>(
@@ -185,9 +200,10 @@ async fn handle<L: Log>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     kind: Body,
+    content_type: &str,
     route: &'static str,
 ) -> Response {
-    let response = handle_inner(ingest, headers, body, kind).await;
+    let response = handle_inner(ingest, headers, body, kind, content_type).await;
     ingest.metrics.request(route, response.status().as_u16());
     response
 }
@@ -197,6 +213,7 @@ async fn handle_inner<L: Log>(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     kind: Body,
+    content_type: &str,
 ) -> Response {
     if let Some(expected) = &ingest.config.token
         && !token_matches(headers, expected)
@@ -228,22 +245,15 @@ async fn handle_inner<L: Log>(
         }
     };
     let decoded: Vec<Result<Event, (usize, EventError)>> = match kind {
-        Body::One | Body::Batch => {
-            let content_type = if kind == Body::One {
-                "application/cloudevents+json"
-            } else {
-                "application/cloudevents-batch+json"
-            };
-            provenant_schemas::decode::Decoder {
-                limits: ingest.config.limits,
-                max_input_bytes: ingest.config.max_body_bytes,
-                ..provenant_schemas::decode::Decoder::default()
-            }
-            .decode(&body, Some(content_type))
-            .into_iter()
-            .map(|item| item.map_err(|e| (e.index, *e.error)))
-            .collect()
+        Body::One | Body::Batch => provenant_schemas::decode::Decoder {
+            limits: ingest.config.limits,
+            max_input_bytes: ingest.config.max_body_bytes,
+            ..provenant_schemas::decode::Decoder::default()
         }
+        .decode(&body, Some(content_type))
+        .into_iter()
+        .map(|item| item.map_err(|e| (e.index, *e.error)))
+        .collect(),
         Body::Lineage => vec![
             provenant_schemas::interop::openlineage::from_json(&body, &ingest.config.limits)
                 .map_err(|e| (1, e)),
