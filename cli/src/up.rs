@@ -41,6 +41,12 @@ pub(crate) struct UpArgs {
     #[arg(long, env = "PROVENANT_BROKERS")]
     brokers: Option<String>,
 
+    /// Kafka client settings as TOML (bootstrap_servers, client_id, compression, linger_ms,
+    /// message_timeout_ms, … and `[settings]` passed to librdkafka: TLS, SASL). --brokers
+    /// overrides bootstrap_servers.
+    #[arg(long, value_name = "FILE")]
+    kafka_config: Option<PathBuf>,
+
     /// Require `Authorization: Bearer <token>` on ingest.
     #[arg(long, env = "PROVENANT_TOKEN", hide_env_values = true)]
     token: Option<String>,

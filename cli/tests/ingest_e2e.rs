@@ -190,3 +190,45 @@ async fn up_stopped_during_10k_emits_then_restarted_gets_all_once_in_order() {
     let log = EmbeddedLog::open(data.path().join("log"), EmbeddedConfig::default()).unwrap();
     check_raw(&log, 10_100).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_down_gives_503_with_retry_after_and_nothing_acknowledged() {
+    let broker = Broker::start(&["--partitions", "4"]);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("kafka.toml");
+    std::fs::write(
+        &config,
+        "message_timeout_ms = 2000\nrequest_timeout_ms = 2000\n",
+    )
+    .unwrap();
+    let up = Up::start(
+        data.path(),
+        free_port(),
+        &[
+            "--brokers",
+            &broker.bootstrap,
+            "--kafka-config",
+            config.to_str().unwrap(),
+        ],
+    );
+    let body = serde_json::json!({
+        "specversion": "1.0", "id": "k-1", "source": "test://503", "type": "io.provenant.runtime.v1",
+        "data": {"instance_id": "i-1", "service": "shop", "environment": "prod", "deploy_id": "d-1"}
+    })
+    .to_string();
+    let post = || async {
+        reqwest::Client::new()
+            .post(format!("{}/v1/events", up.base))
+            .header("content-type", "application/cloudevents+json")
+            .body(body.clone())
+            .send()
+            .await
+            .unwrap()
+    };
+    assert_eq!(post().await.status().as_u16(), 202);
+    drop(broker); // kill -9 of the broker process
+    let resp = post().await;
+    assert_eq!(resp.status().as_u16(), 503);
+    assert!(resp.headers().get("retry-after").is_some());
+    up.stop();
+}
