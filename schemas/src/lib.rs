@@ -23,6 +23,7 @@ pub mod json;
 pub mod keys;
 pub mod ledger;
 pub mod validate;
+pub mod validity;
 
 pub use decode::{Decoder, ItemError, decode};
 pub use error::{ErrorCode, EventError, EventRef};
