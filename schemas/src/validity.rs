@@ -230,7 +230,7 @@ impl Validator {
         if r.prev_hash != self.state.head.head_hash {
             return Verdict::Ignored(IgnoreReason::PrevHashMismatch);
         }
-        if self.check_hashes && r.compute_hash().map_or(true, |h| h != r.hash) {
+        if self.check_hashes && !r.compute_hash().is_ok_and(|h| h == r.hash) {
             return Verdict::Ignored(IgnoreReason::HashMismatch);
         }
         self.state.head = ChainHead::after(r);
