@@ -41,6 +41,15 @@ pub(crate) fn run(args: &DevKafkaArgs) -> ExitCode {
 }
 
 fn serve(args: &DevKafkaArgs) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the signal handler")?;
+    // Handlers first: a SIGTERM right after the bootstrap line must still stop us cleanly.
+    let signals = {
+        let _context = runtime.enter();
+        crate::shutdown::StopSignals::install()?
+    };
     let kafka = Arc::new(DevKafka::start(args.partitions)?);
     for (topic, partitions) in &args.topics {
         kafka.create_topic(topic, *partitions)?;
@@ -64,11 +73,7 @@ fn serve(args: &DevKafkaArgs) -> anyhow::Result<()> {
             .spawn(move || serve_stdin(&kafka))
             .context("starting the stdin reader")?;
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .context("starting the signal handler")?;
-    runtime.block_on(crate::shutdown::wait_for_stop())?;
+    runtime.block_on(signals.wait())?;
     tracing::info!("dev-kafka: stopping");
     Ok(())
 }

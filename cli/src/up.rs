@@ -85,6 +85,7 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
 }
 
 async fn serve<L: Log>(args: &UpArgs, log: L, log_desc: &str) -> Result<()> {
+    let signals = crate::shutdown::StopSignals::install()?;
     let registry = prometheus::Registry::new();
     let ingest = Ingest::new(
         log,
@@ -110,7 +111,7 @@ async fn serve<L: Log>(args: &UpArgs, log: L, log_desc: &str) -> Result<()> {
     tracing::info!(%addr, "http server listening");
     axum::serve(listener, app)
         .with_graceful_shutdown(async {
-            if let Err(e) = crate::shutdown::wait_for_stop().await {
+            if let Err(e) = signals.wait().await {
                 tracing::error!(error = %e, "signal handler failed; stopping");
             }
             tracing::info!("stopping: finishing requests in flight");

@@ -168,10 +168,9 @@ async fn up_stopped_during_10k_emits_then_restarted_gets_all_once_in_order() {
     let s = emitter.stats();
     // emit() kept returning while the destination was down, and every event is accounted for:
     // delivered before the outage, or spooled (nothing dropped, nothing in memory after flush).
-    assert!(
-        slowest < Duration::from_millis(250),
-        "slowest emit {slowest:?}"
-    );
+    // A hang detector, not a speed check (emit() cost is measured in benches/): emit() must
+    // never wait on the stopped destination; the counters below show where every event went.
+    assert!(slowest < Duration::from_secs(4), "slowest emit {slowest:?}");
     assert_eq!(s.emitted, 10_100);
     assert_eq!(s.dropped, 0);
     assert_eq!(s.delivered + s.spooled - s.replayed, 10_100, "{s:?}");

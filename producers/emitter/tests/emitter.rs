@@ -105,12 +105,11 @@ async fn outage_spools_then_delivers_everything_once_in_order() {
         emitter.emit(event(i)).unwrap();
         slowest = slowest.max(start.elapsed());
     }
-    // Every call returned while the destination was down; none waited for a send attempt
-    // (each takes ≥ 2 ms here). Generous bound: this is a shared machine.
-    assert!(
-        slowest < Duration::from_millis(200),
-        "slowest emit {slowest:?}"
-    );
+    // Every call returned while the destination was down. This is a hang detector, not a
+    // speed check (emit() is a plain function that never awaits the network; its cost is
+    // measured in benches/): a call that waited for the send would sit out the backoff and
+    // retries of an outage that never ends here.
+    assert!(slowest < Duration::from_secs(5), "slowest emit {slowest:?}");
     emitter.flush().await.unwrap();
     let s = emitter.stats();
     assert!(t.got.lock().unwrap().is_empty());

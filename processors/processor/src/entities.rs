@@ -1,0 +1,114 @@
+//! Entity state: which ledger record introduced each entity (DESIGN.md, "Causal linking").
+//!
+//! Fed only from validated ledger records (the tailers apply the validity rule to every
+//! ledger partition) and from the writer's own acknowledged records. The first record that
+//! introduces a key wins and is never replaced, so a link, once resolved, points at a record
+//! that stays valid. Read by every partition worker to resolve links.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use provenant_schemas::ledger::{LedgerHash, LedgerRecord, RecordBody};
+use provenant_schemas::{EntityKey, Event};
+
+/// Where an entity's record is: its ledger partition, seq and hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub partition: u32,
+    pub seq: i64,
+    pub hash: LedgerHash,
+}
+
+/// Entity key (string form) → the record that introduced it. Shared by every worker.
+#[derive(Debug, Default)]
+pub struct EntityState {
+    map: RwLock<HashMap<String, Target>>,
+    generation: AtomicU64,
+}
+
+/// Whether a reference to this entity can be linked to a ledger record. Commits and
+/// environments are named by events but no event introduces them: references to them are
+/// edges in the index, not links.
+pub fn linkable(key: &EntityKey) -> bool {
+    !matches!(key, EntityKey::Commit(_) | EntityKey::Env(_))
+}
+
+/// The entities an event record introduces: its subject and, for a data run, its outputs.
+pub fn introduced(event: &Event) -> Vec<String> {
+    let mut keys = vec![event.subject_key().to_string()];
+    keys.extend(event.produces().iter().map(ToString::to_string));
+    keys
+}
+
+impl EntityState {
+    /// An empty state.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The record that introduced `key`, if known.
+    pub fn get(&self, key: &str) -> Option<Target> {
+        self.map.read().ok().and_then(|m| m.get(key).copied())
+    }
+
+    /// Learns the entities a valid record of `partition` introduces (event records only).
+    pub fn learn(&self, partition: u32, record: &LedgerRecord) {
+        let RecordBody::Event(er) = &record.body else {
+            return;
+        };
+        let target = Target {
+            partition,
+            seq: record.seq,
+            hash: record.hash,
+        };
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        let mut added = false;
+        for key in introduced(&er.event) {
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(key) {
+                slot.insert(target);
+                added = true;
+            }
+        }
+        if added {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Learns entities introduced by this writer's own acknowledged records.
+    pub fn learn_targets(&self, targets: HashMap<String, Target>) {
+        if targets.is_empty() {
+            return;
+        }
+        let Ok(mut map) = self.map.write() else {
+            return;
+        };
+        let mut added = false;
+        for (key, target) in targets {
+            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(key) {
+                slot.insert(target);
+                added = true;
+            }
+        }
+        if added {
+            self.generation.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Grows whenever a new entity is learned.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// How many entities are known.
+    pub fn len(&self) -> usize {
+        self.map.read().map(|m| m.len()).unwrap_or(0)
+    }
+
+    /// Whether no entity is known.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}

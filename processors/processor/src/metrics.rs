@@ -1,0 +1,165 @@
+//! Every metric of the processor, declared in one place. Label values come from closed sets
+//! (stage, kind, error code, detector or policy rule name, link status, partition number,
+//! validity reason): never from an event value.
+
+use prometheus::{
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
+};
+
+/// The processor's metrics.
+#[derive(Clone, Debug)]
+pub struct ProcessorMetrics {
+    pub(crate) events: IntCounterVec,
+    pub(crate) dlq: IntCounterVec,
+    pub(crate) duplicates: IntCounter,
+    pub(crate) redactions: IntCounterVec,
+    pub(crate) links: IntCounterVec,
+    pub(crate) pending_links: IntGaugeVec,
+    pub(crate) known_links: IntGaugeVec,
+    pub(crate) head_seq: IntGaugeVec,
+    pub(crate) lag: IntGaugeVec,
+    pub(crate) stage_seconds: HistogramVec,
+    pub(crate) ignored: IntCounterVec,
+    pub(crate) takeovers: IntCounter,
+    pub(crate) fenced_out: IntCounter,
+    pub(crate) batch_size: Histogram,
+    pub(crate) entities: IntGauge,
+}
+
+impl ProcessorMetrics {
+    /// Creates the metrics and registers them.
+    pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let events = IntCounterVec::new(
+            Opts::new(
+                "provenant_processor_events_total",
+                "Raw records by outcome (stage: valid, rejected, duplicate) and event kind (unknown when undecodable).",
+            ),
+            &["stage", "kind"],
+        )?;
+        let dlq = IntCounterVec::new(
+            Opts::new(
+                "provenant_processor_dlq_total",
+                "Records sent to prov.dlq, by reason code.",
+            ),
+            &["reason"],
+        )?;
+        let duplicates = IntCounter::new(
+            "provenant_processor_duplicates_total",
+            "Raw events whose identity (source, id) was already in the ledger.",
+        )?;
+        let redactions = IntCounterVec::new(
+            Opts::new(
+                "provenant_processor_redactions_total",
+                "Values redacted, by detector or policy rule.",
+            ),
+            &["detector"],
+        )?;
+        let links = IntCounterVec::new(
+            Opts::new(
+                "provenant_processor_links_total",
+                "Links written: resolved at write, pending at write, resolved later by a link record.",
+            ),
+            &["status"],
+        )?;
+        let pending_links = IntGaugeVec::new(
+            Opts::new(
+                "provenant_processor_pending_links",
+                "Links of the partition's ledger whose target has not arrived yet.",
+            ),
+            &["partition"],
+        )?;
+        let known_links = IntGaugeVec::new(
+            Opts::new(
+                "provenant_processor_links",
+                "Links in the partition's ledger (the missing-link rate is pending_links / links).",
+            ),
+            &["partition"],
+        )?;
+        let head_seq = IntGaugeVec::new(
+            Opts::new(
+                "provenant_processor_chain_head_seq",
+                "Seq of the newest record of the partition's chain (-1: empty).",
+            ),
+            &["partition"],
+        )?;
+        let lag = IntGaugeVec::new(
+            Opts::new(
+                "provenant_processor_consumer_lag",
+                "Raw records not yet processed, per partition.",
+            ),
+            &["partition"],
+        )?;
+        let stage_seconds = HistogramVec::new(
+            HistogramOpts::new(
+                "provenant_processor_stage_seconds",
+                "Time per batch in each stage (decode, redact, link_chain, dlq_append, ledger_append).",
+            )
+            .buckets(prometheus::exponential_buckets(0.000_05, 4.0, 10)?),
+            &["stage"],
+        )?;
+        let ignored = IntCounterVec::new(
+            Opts::new(
+                "provenant_processor_ignored_ledger_entries_total",
+                "Ledger entries that did not count under the validity rule (stale writers, losing fences), by reason.",
+            ),
+            &["reason"],
+        )?;
+        let takeovers = IntCounter::new(
+            "provenant_processor_takeovers_total",
+            "Partitions taken over (a fence written and counted).",
+        )?;
+        let fenced_out = IntCounter::new(
+            "provenant_processor_fenced_out_total",
+            "Times this writer found another writer's counted fence and stopped writing.",
+        )?;
+        let batch_size = Histogram::with_opts(
+            HistogramOpts::new(
+                "provenant_processor_batch_records",
+                "Raw records per processed batch.",
+            )
+            .buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?),
+        )?;
+        let entities = IntGauge::new(
+            "provenant_processor_entities",
+            "Entities known to this instance's entity state.",
+        )?;
+        registry.register(Box::new(events.clone()))?;
+        registry.register(Box::new(dlq.clone()))?;
+        registry.register(Box::new(duplicates.clone()))?;
+        registry.register(Box::new(redactions.clone()))?;
+        registry.register(Box::new(links.clone()))?;
+        registry.register(Box::new(pending_links.clone()))?;
+        registry.register(Box::new(known_links.clone()))?;
+        registry.register(Box::new(head_seq.clone()))?;
+        registry.register(Box::new(lag.clone()))?;
+        registry.register(Box::new(stage_seconds.clone()))?;
+        registry.register(Box::new(ignored.clone()))?;
+        registry.register(Box::new(takeovers.clone()))?;
+        registry.register(Box::new(fenced_out.clone()))?;
+        registry.register(Box::new(batch_size.clone()))?;
+        registry.register(Box::new(entities.clone()))?;
+        Ok(Self {
+            events,
+            dlq,
+            duplicates,
+            redactions,
+            links,
+            pending_links,
+            known_links,
+            head_seq,
+            lag,
+            stage_seconds,
+            ignored,
+            takeovers,
+            fenced_out,
+            batch_size,
+            entities,
+        })
+    }
+
+    /// Metrics registered nowhere (for tests and tools).
+    pub fn unregistered() -> Result<Self, prometheus::Error> {
+        Self::new(&Registry::new())
+    }
+}

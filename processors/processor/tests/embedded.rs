@@ -1,0 +1,519 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The processor over the real embedded log: accounting, DLQ, duplicates, restarts, links
+//! that arrive out of order, and writers fighting over the same partitions.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_log::{DLQ_TOPIC, LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
+use provenant_processor::audit::{Audit, audit};
+use provenant_processor::{Processor, ProcessorConfig, Redact};
+use provenant_schemas::canonical::{ChainHead, chain_next};
+use provenant_schemas::ledger::{
+    DuplicateMarker, Fence, LedgerEntry, LedgerRecord, LinkStatus, RecordBody, Redaction,
+    RedactionAction,
+};
+use provenant_schemas::validity::{ReaderState, Validator, Verdict};
+use provenant_schemas::{Event, Limits, binary_mode};
+use tokio::sync::oneshot;
+
+/// Masks any string containing `SECRET` (the real policy engine is tested in its own crate;
+/// here only the processor's use of the stage matters).
+struct MaskSecrets;
+
+fn mask(path: &str, s: &mut String, out: &mut Vec<Redaction>) {
+    if s.contains("SECRET") {
+        *s = "[REDACTED]".into();
+        out.push(Redaction {
+            path: path.into(),
+            detector: "test_secret".into(),
+            action: RedactionAction::Mask,
+        });
+    }
+}
+
+impl Redact for MaskSecrets {
+    fn redact_event(&self, event: &mut Event) -> Vec<Redaction> {
+        let mut out = Vec::new();
+        if let provenant_schemas::EventData::Build(b) = &mut event.data {
+            for (k, v) in &mut b.annotations {
+                mask(&format!("data.annotations.{k}"), v, &mut out);
+            }
+        }
+        out
+    }
+    fn redact_json(&self, value: &mut serde_json::Value) -> Vec<Redaction> {
+        let mut out = Vec::new();
+        walk("", value, &mut out);
+        out
+    }
+}
+
+fn walk(path: &str, v: &mut serde_json::Value, out: &mut Vec<Redaction>) {
+    match v {
+        serde_json::Value::String(s) => {
+            let mut owned = std::mem::take(s);
+            mask(path, &mut owned, out);
+            *s = owned;
+        }
+        serde_json::Value::Array(a) => {
+            for (i, x) in a.iter_mut().enumerate() {
+                walk(&format!("{path}[{i}]"), x, out);
+            }
+        }
+        serde_json::Value::Object(m) => {
+            for (k, x) in m.iter_mut() {
+                walk(&format!("{path}.{k}"), x, out);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn ev(json: &str) -> Event {
+    Event::from_json(json.as_bytes(), &Limits::DEFAULT).unwrap()
+}
+
+fn digest(i: u64) -> String {
+    format!("sha256:{i:064x}")
+}
+
+fn build(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"build-{i}","source":"https://ci.example/shop","type":"io.provenant.build.v1","data":{{"commit_sha":"{:040x}","build_id":"github:acme/shop/{i}/1","build_timestamp":"2026-11-23T09:58:00Z","annotations":{{"log":"token=SECRET-{i}"}}}}}}"#,
+        i + 1
+    ))
+}
+
+fn artifact(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"artifact-{i}","source":"https://ci.example/shop","type":"io.provenant.artifact.v1","data":{{"artifact_digest":"{}","build_id":"github:acme/shop/{i}/1"}}}}"#,
+        digest(i)
+    ))
+}
+
+fn deploy(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"deploy-{i}","source":"https://cd.example","type":"io.provenant.deploy.v1","data":{{"deploy_id":"argocd:prod/shop/{i}","artifact_digest":"{}","environment":"prod","service":"shop","deploy_timestamp":"2026-11-23T10:05:00Z"}}}}"#,
+        digest(i)
+    ))
+}
+
+fn runtime(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"runtime-{i}","source":"https://k8s.example","type":"io.provenant.runtime.v1","data":{{"instance_id":"pod-{i}","service":"shop","environment":"prod","deploy_id":"argocd:prod/shop/{i}","artifact_digest":"{}"}}}}"#,
+        digest(i)
+    ))
+}
+
+fn raw(event: &Event) -> Record {
+    let (headers, value) = binary_mode::encode(event);
+    let mut r = Record::new(event.partition_key(), value);
+    for (name, v) in headers {
+        r = r.with_header(name, v);
+    }
+    r
+}
+
+fn bad(i: u64) -> Record {
+    Record::new(
+        format!("bad-{i}"),
+        format!("{{\"not\": \"an event SECRET-{i}\""),
+    )
+    .with_header("content-type", "application/cloudevents+json")
+}
+
+async fn open(dir: &std::path::Path) -> Arc<EmbeddedLog> {
+    Arc::new(
+        EmbeddedLog::open(
+            dir,
+            EmbeddedConfig {
+                partitions: 4,
+                ..EmbeddedConfig::default()
+            },
+        )
+        .unwrap(),
+    )
+}
+
+struct Running {
+    stop: oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+    registry: prometheus::Registry,
+}
+
+async fn start(log: &Arc<EmbeddedLog>, group: &str) -> Running {
+    let registry = prometheus::Registry::new();
+    let cfg = ProcessorConfig {
+        group: group.into(),
+        batch_max: 200,
+        poll_ms: 20,
+        recheck_ms: 20,
+        ..ProcessorConfig::default()
+    };
+    let p = Processor::new(log.clone(), cfg, Arc::new(MaskSecrets), &registry)
+        .await
+        .unwrap();
+    let (stop, rx) = oneshot::channel();
+    let task = tokio::spawn(async move {
+        p.run(async {
+            let _ = rx.await;
+        })
+        .await
+        .unwrap();
+    });
+    Running {
+        stop,
+        task,
+        registry,
+    }
+}
+
+impl Running {
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("processor stops within 30 s")
+            .unwrap();
+    }
+
+    fn metric(&self, name: &str) -> f64 {
+        self.registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .map(|m| m.get_counter().get_value() + m.get_gauge().get_value())
+            .sum()
+    }
+}
+
+/// Waits until every raw offset is accounted for and no link is pending (or 60 s).
+async fn settled(log: &Arc<EmbeddedLog>, want_pending_zero: bool) -> Audit {
+    let started = Instant::now();
+    loop {
+        let a = audit(log.as_ref()).await.unwrap();
+        let done = a.partitions.iter().all(|p| p.missing_count == 0)
+            && (!want_pending_zero || a.pending_links() == 0);
+        if done || started.elapsed() > Duration::from_secs(60) {
+            return a;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn read_all(log: &EmbeddedLog, topic: &str) -> Vec<(u32, provenant_log::StoredRecord)> {
+    let mut out = Vec::new();
+    for p in 0..log.partition_count(topic).await.unwrap() {
+        let wm = log.watermarks(topic, p).await.unwrap();
+        let mut r = log.reader(topic, p, wm.start).await.unwrap();
+        while r.position() < wm.end {
+            for s in r
+                .next_batch(1000, Duration::from_millis(200))
+                .await
+                .unwrap()
+            {
+                out.push((p, s));
+            }
+        }
+    }
+    out
+}
+
+async fn valid_records(log: &EmbeddedLog, p: u32) -> Vec<LedgerRecord> {
+    let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
+    let mut r = log.reader(LEDGER_TOPIC, p, 0).await.unwrap();
+    let mut v = Validator::new(ReaderState::START);
+    let mut out = Vec::new();
+    while r.position() < wm.end {
+        for s in r
+            .next_batch(1000, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
+                v.observe_bytes(s.offset, &s.record.value)
+            {
+                out.push(rec);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_raw_offset_is_accounted_for_once_with_dlq_and_duplicates() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let mut records = Vec::new();
+    for i in 0..1_000 {
+        records.push(raw(&build(i)));
+        if i % 20 == 0 {
+            records.push(raw(&build(i))); // a producer retry
+            records.push(bad(i));
+        }
+    }
+    append_by_key(log.as_ref(), RAW_TOPIC, records)
+        .await
+        .unwrap();
+    let running = start(&log, "g").await;
+    let a = settled(&log, false).await;
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.events, 1_000);
+    let by = |body: &str| -> u64 {
+        a.partitions
+            .iter()
+            .map(|p| p.by_body.get(body).copied().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(by("duplicate"), 50);
+    assert_eq!(by("rejected"), 50);
+    assert_eq!(running.metric("provenant_processor_duplicates_total"), 50.0);
+    assert_eq!(running.metric("provenant_processor_dlq_total"), 50.0);
+    assert_eq!(
+        running.metric("provenant_processor_redactions_total"),
+        1_000.0
+    );
+    running.stop().await;
+
+    // The DLQ holds each rejected record once, with its reason and source position, and no
+    // planted secret; nothing unredacted reached the ledger either.
+    let dlq = read_all(&log, DLQ_TOPIC).await;
+    assert_eq!(dlq.len(), 50);
+    for (_, s) in &dlq {
+        let h = |n: &str| String::from_utf8(s.record.header(n).unwrap().to_vec()).unwrap();
+        assert_eq!(h("provenant.dlq.reason"), "malformed_json");
+        assert_eq!(h("provenant.dlq.source.topic"), RAW_TOPIC);
+        h("provenant.dlq.source.offset").parse::<u64>().unwrap();
+        assert!(!String::from_utf8_lossy(&s.record.value).contains("SECRET"));
+    }
+    for (_, s) in read_all(&log, LEDGER_TOPIC).await {
+        assert!(
+            !s.record.value.windows(6).any(|w| w == b"SECRET"),
+            "a planted secret reached the ledger"
+        );
+    }
+    // Markers point at the DLQ record that holds their reason.
+    for p in 0..4 {
+        for r in valid_records(&log, p).await {
+            if let RecordBody::Rejected(m) = &r.body {
+                let (_, s) = dlq
+                    .iter()
+                    .find(|(dp, s)| {
+                        *dp as i32 == m.dlq_partition && s.offset as i64 == m.dlq_offset
+                    })
+                    .expect("the marker's DLQ record exists");
+                assert_eq!(
+                    s.record
+                        .header("provenant.dlq.source.offset")
+                        .unwrap()
+                        .as_ref(),
+                    r.raw_offset.to_string().as_bytes()
+                );
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_continues_the_chains_without_doubling_anything() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let first: Vec<Record> = (0..500).map(|i| raw(&build(i))).collect();
+    append_by_key(log.as_ref(), RAW_TOPIC, first).await.unwrap();
+    let running = start(&log, "g").await;
+    settled(&log, false).await;
+    running.stop().await;
+    let heads: Vec<usize> = {
+        let mut v = Vec::new();
+        for p in 0..4 {
+            v.push(valid_records(&log, p).await.len());
+        }
+        v
+    };
+    // More events, including retries of ones already in the ledger.
+    let mut more: Vec<Record> = (500..800).map(|i| raw(&build(i))).collect();
+    more.extend((0..100).map(|i| raw(&build(i))));
+    append_by_key(log.as_ref(), RAW_TOPIC, more).await.unwrap();
+    let running = start(&log, "g").await;
+    let a = settled(&log, false).await;
+    running.stop().await;
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.events, 800);
+    for (p, pa) in a.partitions.iter().enumerate() {
+        assert_eq!(pa.fences, 2, "one counted fence per takeover");
+        // The chain grew from where it was: the old records are still its prefix.
+        assert!(pa.chain_len as usize > heads[p]);
+        assert_eq!(pa.ignored.values().sum::<u64>(), 0);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_that_arrive_out_of_order_all_end_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let running = start(&log, "g").await;
+    // runtime before deploy before artifact before build, each in its own batch.
+    for e in [runtime(7), deploy(7), artifact(7), build(7)] {
+        append_by_key(log.as_ref(), RAW_TOPIC, vec![raw(&e)])
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let a = settled(&log, true).await;
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.pending_links(), 0, "{a:#?}");
+    assert!(running.metric("provenant_processor_pending_links") == 0.0);
+    running.stop().await;
+
+    // Each resolution carries the hash of the record that introduced its target.
+    let mut all = Vec::new();
+    for p in 0..4 {
+        all.extend(valid_records(&log, p).await.into_iter().map(|r| (p, r)));
+    }
+    let intro = |key: &str| {
+        all.iter()
+            .find(|(_, r)| match &r.body {
+                RecordBody::Event(er) => er.event.subject_key().to_string() == key,
+                _ => false,
+            })
+            .map(|(p, r)| (*p, r.seq, r.hash))
+            .unwrap()
+    };
+    let mut resolved = 0;
+    for (_, r) in &all {
+        match &r.body {
+            RecordBody::LinkResolution(lr) => {
+                let (p, seq, hash) = intro(&lr.target);
+                assert_eq!(
+                    (lr.target_partition as u32, lr.target_seq, lr.target_hash),
+                    (p, seq, hash)
+                );
+                resolved += 1;
+            }
+            RecordBody::Event(er) => {
+                for l in er.links.iter().filter(|l| l.status == LinkStatus::Resolved) {
+                    let (p, seq, hash) = intro(&l.target);
+                    assert_eq!(
+                        (l.target_partition.unwrap() as u32, l.target_seq.unwrap()),
+                        (p, seq)
+                    );
+                    assert_eq!(l.target_hash.unwrap(), hash);
+                    resolved += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    // runtime → deploy, runtime → artifact, deploy → artifact, artifact → build.
+    assert_eq!(resolved, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_fence_stops_the_old_writer_and_its_late_writes_count_for_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let running = start(&log, "g").await;
+    let first: Vec<Record> = (0..200).map(|i| raw(&build(i))).collect();
+    append_by_key(log.as_ref(), RAW_TOPIC, first).await.unwrap();
+    settled(&log, false).await;
+
+    // Another writer takes partition 0 over (epoch far above), and a paused writer of an
+    // old epoch appends a record that would extend the head it knew.
+    let before = valid_records(&log, 0).await;
+    let head = ChainHead::after(before.last().unwrap());
+    let fence = LedgerEntry::Fence(Fence {
+        writer_epoch: 1_000,
+        writer_id: [7; 16],
+    });
+    let late = chain_next(
+        &head,
+        0,
+        before.last().unwrap().writer_epoch,
+        RecordBody::Duplicate(DuplicateMarker {
+            original_partition: 0,
+            original_seq: 0,
+            source: "zombie".into(),
+            id: "late".into(),
+        }),
+    )
+    .unwrap();
+    log.append(
+        LEDGER_TOPIC,
+        0,
+        vec![
+            Record {
+                key: None,
+                headers: vec![],
+                value: fence.to_avro().into(),
+            },
+            Record {
+                key: None,
+                headers: vec![],
+                value: LedgerEntry::Record(late).to_avro().into(),
+            },
+        ],
+    )
+    .await
+    .unwrap();
+
+    // The running writer meets the fence on its next append, stops, takes over again above it.
+    let more: Vec<Record> = (200..400).map(|i| raw(&build(i))).collect();
+    append_by_key(log.as_ref(), RAW_TOPIC, more).await.unwrap();
+    let a = settled(&log, false).await;
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.events, 400);
+    assert!(running.metric("provenant_processor_fenced_out_total") >= 1.0);
+    assert!(running.metric("provenant_processor_ignored_ledger_entries_total") >= 1.0);
+    running.stop().await;
+    let p0 = &a.partitions[0];
+    // The zombie's record, and the old writer's batch that landed after the intruder's fence
+    // (it finds the fence in the gap before its offsets, stops, and writes it again).
+    assert!(p0.ignored.get("stale_epoch").copied().unwrap_or(0) >= 1, "{p0:#?}");
+    assert!(
+        p0.fences >= 3,
+        "first owner, the intruder, the owner again: {p0:#?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_writers_on_the_same_partitions_never_fork_a_chain() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    // Two processors in different groups both own every partition of the embedded log: the
+    // worst case of a rebalance gone wrong. They fence each other out over and over.
+    let a = start(&log, "a").await;
+    let b = start(&log, "b").await;
+    for chunk in 0..10u64 {
+        let batch: Vec<Record> = (chunk * 100..(chunk + 1) * 100)
+            .map(|i| raw(&build(i)))
+            .collect();
+        append_by_key(log.as_ref(), RAW_TOPIC, batch).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let audit_live = settled(&log, false).await;
+    a.stop().await;
+    b.stop().await;
+    assert!(audit_live.exactly_once(), "{audit_live:#?}");
+    assert_eq!(audit_live.events, 1_000);
+    // After both stop, one writer takes over cleanly from whatever they left.
+    let c = start(&log, "c").await;
+    append_by_key(
+        log.as_ref(),
+        RAW_TOPIC,
+        (1_000..1_100).map(|i| raw(&build(i))).collect(),
+    )
+    .await
+    .unwrap();
+    let final_audit = settled(&log, false).await;
+    c.stop().await;
+    assert!(final_audit.exactly_once(), "{final_audit:#?}");
+    assert_eq!(final_audit.events, 1_100);
+}
