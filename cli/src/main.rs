@@ -11,6 +11,7 @@ use clap::{Parser, Subcommand};
 
 mod dev_kafka;
 mod emit;
+mod process;
 mod shutdown;
 mod up;
 mod validate;
@@ -53,7 +54,13 @@ enum Command {
     /// Provenant HTTP endpoint (--endpoint) or straight to Kafka (--brokers), written to
     /// prov.raw as binary-mode CloudEvents. Exit 3 when the destination stayed unreachable.
     Emit(Box<emit::EmitArgs>),
-    /// Run the pipeline in one process (today: HTTP ingest into prov.raw).
+    /// Run the processor role: prov.raw → validate, redact, link, chain → prov.ledger (+ prov.dlq).
+    ///
+    /// Exactly once and crash-safe (the ledger-fenced protocol): run as many as you like in
+    /// one consumer group; each raw partition has one writer at a time. Serves /metrics and
+    /// /healthz on --http.
+    Process(process::ProcessArgs),
+    /// Run the pipeline in one process (today: HTTP ingest and the processor).
     ///
     /// Over the embedded log in DATA_DIR by default, or over Kafka with --brokers. Prints
     /// where everything is; stops cleanly on Ctrl-C or SIGTERM.
@@ -72,6 +79,13 @@ fn main() -> ExitCode {
         }
         Command::DevKafka(args) => dev_kafka::run(&args),
         Command::Up(args) => match up::run(&args) {
+            Ok(code) => code,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Process(args) => match process::run(&args) {
             Ok(code) => code,
             Err(e) => {
                 eprintln!("error: {e:#}");

@@ -1,13 +1,15 @@
 //! `provenant up`: the pipeline in one process.
 //!
-//! Today it runs the **ingest** role: HTTP ingest (`POST /v1/events`, `POST /api/v1/lineage`)
-//! into `prov.raw`, with `/healthz` and `/metrics`, over the embedded log in `DATA_DIR/log`
-//! or over Kafka with `--brokers`. The processor, the sinks and the query API join this
-//! command as they are built; `up` says plainly which roles run.
+//! Roles it runs today: **ingest** (HTTP `POST /v1/events`, `POST /api/v1/lineage` into
+//! `prov.raw`) and the **processor** (`prov.raw` → `prov.ledger` + `prov.dlq`), with
+//! `/healthz` and `/metrics`, over the embedded log in `DATA_DIR/log` or over Kafka with
+//! `--brokers`. `up` says plainly which roles run.
 //!
 //! Invariants: an event acknowledged with 2xx is durable in `prov.raw` (see
-//! `provenant_ingest`); on SIGTERM or Ctrl-C the HTTP server stops accepting, finishes the
-//! requests in flight, and the log is closed (every queued append written) before exit.
+//! `provenant_ingest`), and the processor accounts for it exactly once in the ledger, also
+//! across `kill -9` (see `provenant_processor`). On SIGTERM or Ctrl-C the HTTP server stops
+//! accepting and finishes the requests in flight, then the processor finishes its batch,
+//! then the log is closed (every queued append written) before exit.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +23,8 @@ use clap::Args;
 use provenant_ingest::{Ingest, IngestConfig, check_listen, router};
 use provenant_log::Log;
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_processor::{Processor, ProcessorConfig};
+use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
@@ -55,6 +59,11 @@ pub(crate) struct UpArgs {
     #[arg(long)]
     insecure: bool,
 
+    /// Redaction policy file (TOML); default: the built-in policy. Without a key named by
+    /// the policy, the HMAC key is DATA_DIR/keys/hmac.key (created on first start).
+    #[arg(long, value_name = "FILE")]
+    policy: Option<PathBuf>,
+
     /// Partitions of prov.raw, prov.ledger and prov.dlq when the embedded log is created.
     #[arg(long, default_value_t = provenant_log::embedded::DEFAULT_PARTITIONS)]
     partitions: u32,
@@ -64,10 +73,13 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
     check_listen(args.http, args.token.is_some(), args.insecure).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     if let Some(brokers) = &args.brokers {
-        let log =
-            provenant_kafka::KafkaLog::new(provenant_kafka::KafkaConfig::new(brokers.clone()))
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-        runtime.block_on(serve(args, log, &format!("kafka {brokers}")))?;
+        let mut config = match &args.kafka_config {
+            Some(path) => crate::process::load_toml(path)?,
+            None => provenant_kafka::KafkaConfig::new(brokers.clone()),
+        };
+        config.bootstrap_servers.clone_from(brokers);
+        let log = provenant_kafka::KafkaLog::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
+        runtime.block_on(serve(args, Arc::new(log), &format!("kafka {brokers}")))?;
     } else {
         let dir = args.data_dir.join("log");
         let log = EmbeddedLog::open(
@@ -79,14 +91,25 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
         )
         .with_context(|| format!("opening the embedded log in {}", dir.display()))?;
         let what = format!("embedded, {}", dir.display());
-        runtime.block_on(serve(args, log, &what))?;
+        runtime.block_on(serve(args, Arc::new(log), &what))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve<L: Log>(args: &UpArgs, log: L, log_desc: &str) -> Result<()> {
+async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()> {
     let signals = crate::shutdown::StopSignals::install()?;
     let registry = prometheus::Registry::new();
+    let policy = crate::process::load_policy(args.policy.as_deref())?;
+    let key_dir = args.brokers.is_none().then(|| args.data_dir.join("keys"));
+    let redactor = crate::process::build_redactor(&policy, key_dir.as_deref())?;
+    let processor = Processor::new(
+        log.clone(),
+        ProcessorConfig::default(),
+        Arc::new(redactor),
+        &registry,
+    )
+    .await
+    .context("starting the processor")?;
     let ingest = Ingest::new(
         log,
         IngestConfig {
@@ -100,29 +123,48 @@ async fn serve<L: Log>(args: &UpArgs, log: L, log_desc: &str) -> Result<()> {
         .await
         .with_context(|| format!("listening on {}", args.http))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    println!("provenant up — roles running: ingest");
+    println!("provenant up — roles running: ingest, processor");
     println!("  log       {log_desc}");
     println!("  http      http://{addr}");
     println!("  events    POST http://{addr}/v1/events");
     println!("  lineage   POST http://{addr}/api/v1/lineage");
     println!("  metrics   http://{addr}/metrics");
     println!("  health    http://{addr}/healthz");
-    println!("  not yet   processor, archive and index sinks, queries (not built yet)");
+    println!("  not yet   archive and index sinks, queries (not built yet)");
     tracing::info!(%addr, "http server listening");
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async {
-            if let Err(e) = signals.wait().await {
-                tracing::error!(error = %e, "signal handler failed; stopping");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut proc_stop = stop_rx.clone();
+    let processing = tokio::spawn(processor.run(async move {
+        let _ = proc_stop.changed().await;
+    }));
+    let mut http_stop = stop_rx;
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                s = signals.wait() => {
+                    if let Err(e) = s {
+                        tracing::error!(error = %e, "signal handler failed; stopping");
+                    }
+                }
+                _ = http_stop.changed() => {}
             }
             tracing::info!("stopping: finishing requests in flight");
         })
         .await
-        .context("serving HTTP")?;
-    Ok(())
+        .context("serving HTTP");
+    // HTTP is closed (or failed): stop the processor after its batch in flight.
+    let _ = stop_tx.send(true);
+    let processed = processing
+        .await
+        .context("processor task")?
+        .context("processor");
+    served?;
+    processed
 }
 
 /// Every role's HTTP surface: the role routes plus `/healthz` and `/metrics`.
-fn http_app(routes: Router, registry: prometheus::Registry) -> Router {
+pub(crate) fn http_app(routes: Router, registry: prometheus::Registry) -> Router {
     routes.route("/healthz", get(|| async { "ok\n" })).route(
         "/metrics",
         get(move || {

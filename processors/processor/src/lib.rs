@@ -68,3 +68,13 @@ impl<R: Redact + ?Sized> Redact for std::sync::Arc<R> {
         (**self).redact_json(value)
     }
 }
+
+/// The policy engine of `provenant-redact` is the redaction stage of every real deployment.
+impl Redact for provenant_redact::Redactor {
+    fn redact_event(&self, event: &mut Event) -> Vec<Redaction> {
+        provenant_redact::Redactor::redact_event(self, event)
+    }
+    fn redact_json(&self, value: &mut serde_json::Value) -> Vec<Redaction> {
+        provenant_redact::Redactor::redact_json(self, value)
+    }
+}

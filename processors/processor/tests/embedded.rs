@@ -476,7 +476,10 @@ async fn a_newer_fence_stops_the_old_writer_and_its_late_writes_count_for_nothin
     let p0 = &a.partitions[0];
     // The zombie's record, and the old writer's batch that landed after the intruder's fence
     // (it finds the fence in the gap before its offsets, stops, and writes it again).
-    assert!(p0.ignored.get("stale_epoch").copied().unwrap_or(0) >= 1, "{p0:#?}");
+    assert!(
+        p0.ignored.get("stale_epoch").copied().unwrap_or(0) >= 1,
+        "{p0:#?}"
+    );
     assert!(
         p0.fences >= 3,
         "first owner, the intruder, the owner again: {p0:#?}"
