@@ -1,4 +1,10 @@
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, clippy::print_stdout, clippy::indexing_slicing)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::print_stdout,
+    clippy::indexing_slicing
+)]
 //! Processor throughput against a plain consume→produce pass-through of the same messages on
 //! the same log, interleaved, several rounds, medians (BENCHMARKS.md, "Processor").
 //!
@@ -22,7 +28,10 @@ fn event(i: usize) -> Event {
     annotations.insert("region".to_owned(), "eu-west-1".to_owned());
     annotations.insert(
         "note".to_owned(),
-        format!("rollout wave {} of the checkout service, canary healthy", i % 7),
+        format!(
+            "rollout wave {} of the checkout service, canary healthy",
+            i % 7
+        ),
     );
     Event::new(
         "https://k8s.example/clusters/prod-eu",
@@ -91,7 +100,10 @@ async fn passthrough<L: Log>(log: Arc<L>, partitions: u32, n: usize) -> (f64, f6
             let end = log.watermarks(RAW_TOPIC, p).await.unwrap().end;
             let mut r = log.reader(RAW_TOPIC, p, 0).await.unwrap();
             while r.position() < end {
-                let batch = r.next_batch(1000, Duration::from_millis(100)).await.unwrap();
+                let batch = r
+                    .next_batch(1000, Duration::from_millis(100))
+                    .await
+                    .unwrap();
                 let out: Vec<Record> = batch.into_iter().map(|s| s.record).collect();
                 if !out.is_empty() {
                     log.append(LEDGER_TOPIC, p, out).await.unwrap();
@@ -164,7 +176,9 @@ fn main() {
         .unwrap();
     let recs = records(n);
     let avg = recs.iter().map(|r| r.value.len()).sum::<usize>() / n.max(1);
-    println!("{n} events (~{avg} bytes of Avro value each), {partitions} partitions, {rounds} rounds");
+    println!(
+        "{n} events (~{avg} bytes of Avro value each), {partitions} partitions, {rounds} rounds"
+    );
 
     let (mut ours, mut base) = (Vec::new(), Vec::new());
     for _ in 0..rounds {

@@ -1,0 +1,163 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! The runner over the real embedded log, with a sink that remembers what it was given.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_log::{LEDGER_TOPIC, Log, Record};
+use provenant_schemas::canonical::{ChainHead, chain_next};
+use provenant_schemas::ledger::{DuplicateMarker, Fence, LedgerEntry, RecordBody};
+use provenant_schemas::validity::ReaderState;
+use provenant_sink::{LedgerSink, RunnerConfig, SinkError, SinkMetrics, run};
+
+#[derive(Clone, Default)]
+struct Memory {
+    seen: Arc<Mutex<Vec<(u32, u64, Option<i64>)>>>,
+    states: Arc<Mutex<HashMap<u32, ReaderState>>>,
+}
+
+impl LedgerSink for Memory {
+    fn name(&self) -> &'static str {
+        "memory"
+    }
+    async fn resume(&mut self, partition: u32) -> Result<Option<ReaderState>, SinkError> {
+        Ok(self.states.lock().unwrap().get(&partition).copied())
+    }
+    async fn write(
+        &mut self,
+        partition: u32,
+        entries: &[(u64, LedgerEntry)],
+        state: &ReaderState,
+    ) -> Result<(), SinkError> {
+        let mut seen = self.seen.lock().unwrap();
+        for (offset, e) in entries {
+            let seq = match e {
+                LedgerEntry::Record(r) => Some(r.seq),
+                LedgerEntry::Fence(_) => None,
+            };
+            seen.push((partition, *offset, seq));
+        }
+        self.states.lock().unwrap().insert(partition, *state);
+        Ok(())
+    }
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+    async fn close_partition(&mut self, _partition: u32) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+fn rec(entry: &LedgerEntry) -> Record {
+    Record {
+        key: None,
+        headers: vec![],
+        value: entry.to_avro().into(),
+    }
+}
+
+fn marker(head: &ChainHead, raw: i64, epoch: i64) -> provenant_schemas::LedgerRecord {
+    chain_next(
+        head,
+        raw,
+        epoch,
+        RecordBody::Duplicate(DuplicateMarker {
+            original_partition: 0,
+            original_seq: 0,
+            source: "s".into(),
+            id: format!("{raw}"),
+        }),
+    )
+    .unwrap()
+}
+
+async fn run_until(log: &Arc<EmbeddedLog>, sink: Memory, want: usize) {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let registry = prometheus::Registry::new();
+    let task = tokio::spawn(run(
+        log.clone(),
+        sink.clone(),
+        RunnerConfig::new("memory-sink"),
+        SinkMetrics::new(&registry).unwrap(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    for _ in 0..200 {
+        if sink.seen.lock().unwrap().len() >= want {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_gets_what_counts_in_order_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        EmbeddedLog::open(
+            dir.path(),
+            EmbeddedConfig {
+                partitions: 2,
+                ..EmbeddedConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let fence = |e| {
+        LedgerEntry::Fence(Fence {
+            writer_epoch: e,
+            writer_id: [e as u8; 16],
+        })
+    };
+    let r0 = marker(&ChainHead::GENESIS, 0, 0);
+    let r1 = marker(&ChainHead::after(&r0), 1, 0);
+    let zombie = marker(&ChainHead::after(&r1), 2, 0);
+    let r2 = marker(&ChainHead::after(&r1), 2, 1);
+    // offsets: 0 fence(0), 1 r0, 2 r1, 3 fence(1), 4 zombie (stale epoch), 5 r2
+    let entries = [
+        fence(0),
+        LedgerEntry::Record(r0),
+        LedgerEntry::Record(r1),
+        fence(1),
+        LedgerEntry::Record(zombie),
+        LedgerEntry::Record(r2.clone()),
+    ];
+    log.append(LEDGER_TOPIC, 1, entries.iter().map(rec).collect())
+        .await
+        .unwrap();
+    let sink = Memory::default();
+    run_until(&log, sink.clone(), 5).await;
+    assert_eq!(
+        *sink.seen.lock().unwrap(),
+        vec![
+            (1, 0, None),
+            (1, 1, Some(0)),
+            (1, 2, Some(1)),
+            (1, 3, None),
+            (1, 5, Some(2))
+        ]
+    );
+    // Restart from the stored state: only what is new arrives.
+    let r3 = marker(&ChainHead::after(&r2), 3, 1);
+    log.append(LEDGER_TOPIC, 1, vec![rec(&LedgerEntry::Record(r3))])
+        .await
+        .unwrap();
+    run_until(&log, sink.clone(), 6).await;
+    let seen = sink.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 6);
+    assert_eq!(seen[5], (1, 6, Some(3)));
+    let state = sink.states.lock().unwrap()[&1];
+    assert_eq!(state.ledger_offset, 7);
+    assert_eq!(state.head.next_seq, 4);
+    assert_eq!(state.epoch(), Some(1));
+}
