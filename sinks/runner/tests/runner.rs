@@ -17,9 +17,12 @@ use provenant_schemas::ledger::{DuplicateMarker, Fence, LedgerEntry, RecordBody}
 use provenant_schemas::validity::ReaderState;
 use provenant_sink::{LedgerSink, RunnerConfig, SinkError, SinkMetrics, run};
 
+/// (partition, ledger offset, seq of a record or None for a fence)
+type Seen = Vec<(u32, u64, Option<i64>)>;
+
 #[derive(Clone, Default)]
 struct Memory {
-    seen: Arc<Mutex<Vec<(u32, u64, Option<i64>)>>>,
+    seen: Arc<Mutex<Seen>>,
     states: Arc<Mutex<HashMap<u32, ReaderState>>>,
 }
 
