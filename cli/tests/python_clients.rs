@@ -135,3 +135,133 @@ async fn confluent_kafka_binary_mode_to_dev_kafka() {
     }
     assert_eq!(sent["delivered"].as_array().unwrap().len(), 50);
 }
+
+/// Issue 6 Must-show: the malformed corpus, sent straight to `prov.raw` by confluent-kafka
+/// between good events, ends in the DLQ with each file's reason while the good events flow
+/// into the ledger.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_records_from_confluent_kafka_go_to_the_dlq_with_reasons_and_good_ones_flow() {
+    use provenant_log::{DLQ_TOPIC, LEDGER_TOPIC};
+    use provenant_schemas::ledger::{LedgerEntry, RecordBody};
+    use provenant_schemas::validity::{ReaderState, Validator, Verdict};
+
+    let broker = Broker::start(&["--partitions", "8"]);
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../schemas/corpus/bad");
+    let sent = client(&[
+        "raw-corpus",
+        &broker.bootstrap,
+        corpus.to_str().unwrap(),
+        "400",
+    ]);
+    let bad: Vec<String> = serde_json::from_value(sent["bad"].clone()).unwrap();
+    let good: HashSet<String> = serde_json::from_value(sent["good"].clone()).unwrap();
+    assert!(bad.len() >= 50, "{}", bad.len());
+    let expected: Value =
+        serde_json::from_slice(&std::fs::read(corpus.join("expected.json")).unwrap()).unwrap();
+
+    let mut process = Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .args([
+            "process",
+            "--brokers",
+            &broker.bootstrap,
+            "--http",
+            "127.0.0.1:0",
+        ])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let log = broker.log();
+    let started = std::time::Instant::now();
+    let a = loop {
+        let a = provenant_processor::audit::audit(&log).await.unwrap();
+        if a.partitions.iter().all(|p| p.missing_count == 0)
+            || started.elapsed() > Duration::from_secs(60)
+        {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    };
+    let _ = Command::new("kill")
+        .args(["-TERM", &process.id().to_string()])
+        .status();
+    assert!(process.wait().unwrap().success());
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.events as usize, good.len());
+
+    // Raw offset → corpus file, from the record keys.
+    let mut file_at = std::collections::HashMap::new();
+    for p in 0..log.partition_count(RAW_TOPIC).await.unwrap() {
+        let end = log.watermarks(RAW_TOPIC, p).await.unwrap().end;
+        let mut reader = log.reader(RAW_TOPIC, p, 0).await.unwrap();
+        while reader.position() < end {
+            for r in reader
+                .next_batch(1_000, Duration::from_secs(5))
+                .await
+                .unwrap()
+            {
+                let key = String::from_utf8(r.record.key.clone().unwrap().to_vec()).unwrap();
+                if let Some(name) = key.strip_prefix("corpus:") {
+                    file_at.insert((p, r.offset), name.to_owned());
+                }
+            }
+        }
+    }
+    // Every DLQ record names its reason and source; each corpus file is there with the code
+    // the foundation's corpus expects of it.
+    let mut in_dlq = HashSet::new();
+    for p in 0..log.partition_count(DLQ_TOPIC).await.unwrap() {
+        let end = log.watermarks(DLQ_TOPIC, p).await.unwrap().end;
+        let mut reader = log.reader(DLQ_TOPIC, p, 0).await.unwrap();
+        while reader.position() < end {
+            for r in reader
+                .next_batch(1_000, Duration::from_secs(5))
+                .await
+                .unwrap()
+            {
+                let h = |n: &str| String::from_utf8(r.record.header(n).unwrap().to_vec()).unwrap();
+                let at = (
+                    h("provenant.dlq.source.partition").parse::<u32>().unwrap(),
+                    h("provenant.dlq.source.offset").parse::<u64>().unwrap(),
+                );
+                let name = file_at
+                    .get(&at)
+                    .unwrap_or_else(|| panic!("DLQ record for {at:?} is no corpus file"));
+                assert_eq!(
+                    h("provenant.dlq.reason"),
+                    expected[name.as_str()]["code"].as_str().unwrap(),
+                    "{name}"
+                );
+                assert!(!h("provenant.dlq.message").is_empty());
+                in_dlq.insert(name.clone());
+            }
+        }
+    }
+    let all: HashSet<String> = bad.iter().cloned().collect();
+    assert_eq!(
+        in_dlq, all,
+        "every malformed file reaches the DLQ once it is refused"
+    );
+
+    // The good events are in the ledger, once each.
+    let mut ledger_ids = HashSet::new();
+    for p in 0..log.partition_count(LEDGER_TOPIC).await.unwrap() {
+        let end = log.watermarks(LEDGER_TOPIC, p).await.unwrap().end;
+        let mut reader = log.reader(LEDGER_TOPIC, p, 0).await.unwrap();
+        let mut v = Validator::new(ReaderState::START);
+        while reader.position() < end {
+            for r in reader
+                .next_batch(1_000, Duration::from_secs(5))
+                .await
+                .unwrap()
+            {
+                if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
+                    v.observe_bytes(r.offset, &r.record.value)
+                    && let RecordBody::Event(er) = rec.body
+                {
+                    assert!(ledger_ids.insert(er.event.id));
+                }
+            }
+        }
+    }
+    assert_eq!(ledger_ids, good);
+}

@@ -99,7 +99,16 @@ pub fn decode(
         .trim()
         .to_ascii_lowercase();
     if base == CLOUDEVENTS_JSON {
-        return Event::from_json(value, limits);
+        // Structured mode: one event, read exactly as HTTP reads it (CDEvents in a
+        // CloudEvent are mapped the same way).
+        let mut items = crate::decode::decode(value, Some(CLOUDEVENTS_JSON), limits);
+        return match (items.pop(), items.is_empty()) {
+            (Some(item), true) => item.map_err(|e| *e.error),
+            _ => Err(EventError::input(
+                ErrorCode::NotAnEvent,
+                "a structured-mode record holds exactly one event",
+            )),
+        };
     }
     if base != AVRO && base != JSON {
         return Err(EventError::input(

@@ -3,6 +3,8 @@
     clients.py cloudevents-http URL N        # Python cloudevents SDK, structured mode, POST /v1/events
     clients.py cloudevents-kafka BOOTSTRAP N # cloudevents Kafka binary mode, produced by confluent-kafka
     clients.py openlineage-http URL          # openlineage-python's own HttpTransport (POST /api/v1/lineage)
+    clients.py raw-corpus BOOTSTRAP DIR N    # every malformed corpus file straight to prov.raw
+                                             # (structured mode), N good binary-mode events between
 
 Each mode prints one JSON line: {"sent": [event ids...]} (for Kafka also the partitions), and
 exits non-zero if the destination refused anything.
@@ -102,12 +104,50 @@ def openlineage_http(url: str) -> None:
     print(json.dumps({"sent": sent}))
 
 
+def raw_corpus(bootstrap: str, corpus: str, n_good: int) -> None:
+    import os
+
+    from cloudevents.core.bindings import kafka as ce_kafka
+    from confluent_kafka import Producer
+
+    producer = Producer({"bootstrap.servers": bootstrap, "partitioner": "murmur2_random",
+                         "enable.idempotence": True, "acks": "all"})
+    errors = []
+
+    def report(err, _msg):
+        if err is not None:
+            errors.append(str(err))
+
+    # One Kafka record holds one event: the batch and NDJSON framings of the corpus are HTTP's.
+    names = sorted(f for f in os.listdir(corpus)
+                   if f != "expected.json" and not f.endswith((".batch.json", ".ndjson")))
+    good = []
+    for i, name in enumerate(names):
+        with open(os.path.join(corpus, name), "rb") as f:
+            body = f.read()
+        producer.produce("prov.raw", value=body, key=f"corpus:{name}".encode(),
+                         headers=[("content-type", b"application/cloudevents+json")],
+                         on_delivery=report)
+        for j in range(n_good // max(len(names), 1) + (1 if i < n_good % max(len(names), 1) else 0)):
+            ev = ce_event(len(good))
+            msg = ce_kafka.to_binary_event(ev)
+            producer.produce("prov.raw", value=msg.value, key=f"instance:shop-pod-{len(good) % 5}".encode(),
+                             headers=[(k, v) for k, v in msg.headers.items()], on_delivery=report)
+            good.append(ev.get_id())
+    producer.flush(30)
+    if errors:
+        raise SystemExit(f"delivery failed: {errors[:3]}")
+    print(json.dumps({"bad": names, "good": good}))
+
+
 def main() -> None:
     mode = sys.argv[1]
     if mode == "cloudevents-http":
         cloudevents_http(sys.argv[2], int(sys.argv[3]))
     elif mode == "cloudevents-kafka":
         cloudevents_kafka(sys.argv[2], int(sys.argv[3]))
+    elif mode == "raw-corpus":
+        raw_corpus(sys.argv[2], sys.argv[3], int(sys.argv[4]))
     elif mode == "openlineage-http":
         openlineage_http(sys.argv[2])
     else:
