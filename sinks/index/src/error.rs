@@ -13,7 +13,7 @@ pub enum IndexError {
     Url { url: String, reason: String },
 
     /// The database refused or failed an operation.
-    #[error("{backend} index: {op}: {source}")]
+    #[error("{backend} index: {op}: {detail}")]
     Database {
         /// `sqlite` or `postgres`.
         backend: &'static str,
@@ -21,6 +21,8 @@ pub enum IndexError {
         op: String,
         /// Whether trying again later may succeed (connection lost, database busy).
         retryable: bool,
+        /// The database's own words.
+        detail: String,
         #[source]
         source: Box<dyn StdError + Send + Sync>,
     },
@@ -75,6 +77,7 @@ impl IndexError {
             backend: "sqlite",
             op: op.into(),
             retryable,
+            detail: e.to_string(),
             source: Box::new(e),
         }
     }
@@ -93,10 +96,27 @@ impl IndexError {
                     || c.starts_with("57")
             }
         };
+        // tokio-postgres says only "db error" for a server error; the server's message,
+        // SQLSTATE and detail are in the DbError.
+        let detail = match e.as_db_error() {
+            Some(db) => {
+                let mut d = format!("{} (SQLSTATE {})", db.message(), db.code().code());
+                if let Some(more) = db.detail() {
+                    d.push_str(": ");
+                    d.push_str(more);
+                }
+                d
+            }
+            None => match StdError::source(&e) {
+                Some(cause) => format!("{e}: {cause}"),
+                None => e.to_string(),
+            },
+        };
         IndexError::Database {
             backend: "postgres",
             op: op.into(),
             retryable,
+            detail,
             source: Box::new(e),
         }
     }

@@ -130,6 +130,7 @@ impl SqliteIndex {
                 backend: "sqlite",
                 op: format!("create directory {}", dir.display()),
                 retryable: false,
+                detail: e.to_string(),
                 source: Box::new(e),
             })?;
         }

@@ -1,9 +1,10 @@
 //! A lineage answer as a human tree, like `tree` prints a directory: the root, then each
 //! entity reached from it in the walk's direction. An edge walked the way it was asserted
 //! reads `--relation--> key`; one walked against it (down from a commit to its build, up from
-//! a dataset to the job that wrote it) reads `<--relation-- key`. An entity reached twice is
-//! printed once and then `(see above)`; one no event is about yet (a pending target) is
-//! marked `(no event yet)`.
+//! a dataset to the job that wrote it) reads `<--relation-- key`. Each entity is expanded once,
+//! under its *home*: the first entity one hop nearer the root that leads to it (so its depth in
+//! the tree is its fewest hops); anywhere else it reads `(shown under <home>)`, or `(the root)`.
+//! One no event is about yet (a pending target) is marked `(no event yet)`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -29,6 +30,20 @@ pub fn format_tree(lineage: &Lineage) -> String {
             (&a.relation, a.far(lineage.direction)).cmp(&(&b.relation, b.far(lineage.direction)))
         });
     }
+    // Home of each entity: the first (by key) entity one hop nearer the root leading to it.
+    let depth = |k: &str| nodes.get(k).map(|n| n.depth);
+    let mut home: BTreeMap<&str, &str> = BTreeMap::new();
+    for (near, list) in &children {
+        for e in list {
+            let far = e.far(lineage.direction);
+            if far != lineage.root
+                && depth(near).is_some_and(|d| Some(d + 1) == depth(far))
+                && home.get(far).is_none_or(|h| near < h)
+            {
+                home.insert(far, near);
+            }
+        }
+    }
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -37,15 +52,13 @@ pub fn format_tree(lineage: &Lineage) -> String {
         note(nodes.get(lineage.root.as_str()))
     );
     let mut seen = BTreeSet::from([lineage.root.as_str()]);
-    walk(
+    let tree = Tree {
         lineage,
-        &lineage.root,
-        "",
-        &children,
-        &nodes,
-        &mut seen,
-        &mut out,
-    );
+        children: &children,
+        nodes: &nodes,
+        home: &home,
+    };
+    tree.walk(&lineage.root, "", &mut seen, &mut out);
     if lineage.truncated {
         let _ = writeln!(
             out,
@@ -63,37 +76,48 @@ fn note(node: Option<&&Node>) -> &'static str {
     }
 }
 
-fn walk<'a>(
+struct Tree<'a, 'b> {
     lineage: &'a Lineage,
-    key: &str,
-    prefix: &str,
-    children: &BTreeMap<&str, Vec<&'a Edge>>,
-    nodes: &BTreeMap<&str, &'a Node>,
-    seen: &mut BTreeSet<&'a str>,
-    out: &mut String,
-) {
-    let Some(list) = children.get(key) else {
-        return;
-    };
-    for (i, e) in list.iter().enumerate() {
-        let last = i + 1 == list.len();
-        let far = e.far(lineage.direction);
-        let arrow = if far == e.to {
-            format!("--{}--> ", e.relation)
-        } else {
-            format!("<--{}-- ", e.relation)
+    children: &'b BTreeMap<&'a str, Vec<&'a Edge>>,
+    nodes: &'b BTreeMap<&'a str, &'a Node>,
+    home: &'b BTreeMap<&'a str, &'a str>,
+}
+
+impl<'a> Tree<'a, '_> {
+    fn walk(&self, key: &str, prefix: &str, seen: &mut BTreeSet<&'a str>, out: &mut String) {
+        let Some(list) = self.children.get(key) else {
+            return;
         };
-        let branch = if last { "└── " } else { "├── " };
-        let again = !seen.insert(far);
-        let _ = writeln!(
-            out,
-            "{prefix}{branch}{arrow}{far}{}{}",
-            note(nodes.get(far)),
-            if again { " (see above)" } else { "" }
-        );
-        if !again {
-            let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
-            walk(lineage, far, &deeper, children, nodes, seen, out);
+        for (i, e) in list.iter().enumerate() {
+            let last = i + 1 == list.len();
+            let far = e.far(self.lineage.direction);
+            let arrow = if far == e.to {
+                format!("--{}--> ", e.relation)
+            } else {
+                format!("<--{}-- ", e.relation)
+            };
+            let branch = if last { "└── " } else { "├── " };
+            let is_home = self.home.get(far).is_some_and(|h| *h == key);
+            let expand = is_home && seen.insert(far);
+            let where_shown = if expand {
+                String::new()
+            } else if far == self.lineage.root {
+                " (the root)".to_owned()
+            } else {
+                match self.home.get(far) {
+                    Some(h) if *h != key => format!(" (shown under {h})"),
+                    _ => " (shown above)".to_owned(),
+                }
+            };
+            let _ = writeln!(
+                out,
+                "{prefix}{branch}{arrow}{far}{}{where_shown}",
+                note(self.nodes.get(far)),
+            );
+            if expand {
+                let deeper = format!("{prefix}{}", if last { "    " } else { "│   " });
+                self.walk(far, &deeper, seen, out);
+            }
         }
     }
 }
