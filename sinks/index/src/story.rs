@@ -182,6 +182,8 @@ struct Chain {
     records: Vec<LedgerRecord>,
     raw_offset: Option<i64>,
     next_raw: i64,
+    /// Records moved out by [`Ledger::take_records`] (they keep their ledger offsets).
+    taken: u64,
 }
 
 /// A pending link waiting for its target.
@@ -211,6 +213,7 @@ impl Ledger {
             records: Vec::new(),
             raw_offset: None,
             next_raw: 0,
+            taken: 0,
         };
         Self {
             chains: vec![chain; partitions.max(1) as usize],
@@ -442,7 +445,7 @@ impl Ledger {
     }
 
     /// The reader state after the first `n` records of `partition` (the fence is at ledger
-    /// offset 0, record `i` at offset `i + 1`).
+    /// offset 0, record `i` at offset `i + 1`), counting from the records not taken yet.
     pub fn state_after(&self, partition: u32, n: usize) -> ReaderState {
         let records = self.records(partition);
         let n = n.min(records.len());
@@ -453,9 +456,21 @@ impl Ledger {
             .filter(|r| !matches!(r.body, RecordBody::LinkResolution(_)))
             .map(|r| r.raw_offset)
             .max();
+        let taken = self.chains.get(partition as usize).map_or(0, |c| c.taken);
         ReaderState {
-            ledger_offset: n as u64 + 1,
-            head: last.map_or(ChainHead::GENESIS, ChainHead::after),
+            ledger_offset: taken + n as u64 + 1,
+            head: last.map_or_else(
+                || {
+                    records.first().map_or_else(
+                        || self.state(partition).head,
+                        |r| ChainHead {
+                            next_seq: r.seq,
+                            head_hash: r.prev_hash,
+                        },
+                    )
+                },
+                ChainHead::after,
+            ),
             fence: Some((EPOCH, self.writer_id)),
             raw_offset,
         }
@@ -463,7 +478,32 @@ impl Ledger {
 
     /// The reader state after the whole of `partition`.
     pub fn state(&self, partition: u32) -> ReaderState {
-        self.state_after(partition, self.records(partition).len())
+        let Some(c) = self.chains.get(partition as usize) else {
+            return ReaderState::START;
+        };
+        ReaderState {
+            ledger_offset: c.taken + c.records.len() as u64 + 1,
+            head: c.head,
+            fence: Some((EPOCH, self.writer_id)),
+            raw_offset: c.raw_offset,
+        }
+    }
+
+    /// Moves the records of `partition` out (to apply them and forget them: a large ledger need
+    /// not stay in memory), with the reader state after them. Chains go on where they were.
+    pub fn take_records(&mut self, partition: u32) -> (Vec<LedgerRecord>, ReaderState) {
+        let state = self.state(partition);
+        let Some(c) = self.chains.get_mut(partition as usize) else {
+            return (Vec::new(), state);
+        };
+        let records = std::mem::take(&mut c.records);
+        c.taken += records.len() as u64;
+        (records, state)
+    }
+
+    /// How many pending links wait for their target.
+    pub fn pending_links(&self) -> usize {
+        self.pending.len()
     }
 
     /// Applies every partition whole, in batches of at most `batch` records.
