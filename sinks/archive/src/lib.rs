@@ -23,12 +23,16 @@ pub mod manifest;
 pub mod merkle;
 pub mod note;
 pub mod ocf;
+pub mod proof;
 pub mod read;
 pub mod sink;
 pub mod store;
+pub mod verify;
 
 pub use config::{ArchiveConfig, S3Options, Secret};
 pub use error::ArchiveError;
 pub use note::{ArchiveKey, Checkpoint, SignedCheckpoint, VerifierKey, generate_key, load_or_create_key};
 pub use sink::{ArchiveSink, SegmentInfo};
+pub use proof::{InclusionProof, ProofSummary, prove, verify_proof};
 pub use store::ArchiveStore;
+pub use verify::{Check, Failure, VerifyOptions, VerifyReport, verify};

@@ -143,3 +143,65 @@ pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, String> {
         records,
     })
 }
+
+/// The segment keys of the archive (relative), per partition, in seq order; only segments that
+/// have a manifest (written completely). `partition` limits it to one.
+pub async fn segment_keys(
+    store: &crate::store::ArchiveStore,
+    partition: Option<u32>,
+) -> Result<std::collections::BTreeMap<u32, Vec<(u64, String)>>, crate::error::ArchiveError> {
+    use crate::layout::{self, ObjectKind};
+    let prefix = partition.map(layout::partition_dir).unwrap_or_default();
+    let listing = store.list(&prefix).await?;
+    let manifests: std::collections::BTreeSet<(u32, u64)> = listing
+        .iter()
+        .filter_map(|(k, _)| layout::parse_key(k))
+        .filter(|(_, _, kind)| *kind == ObjectKind::Manifest)
+        .map(|(p, s, _)| (p, s))
+        .collect();
+    let mut out: std::collections::BTreeMap<u32, Vec<(u64, String)>> = Default::default();
+    for (key, _) in &listing {
+        if let Some((p, seq, ObjectKind::Segment)) = layout::parse_key(key)
+            && partition.is_none_or(|want| want == p)
+            && manifests.contains(&(p, seq))
+        {
+            out.entry(p).or_default().push((seq, key.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Calls `f(partition, segment key, record)` for every record of every written segment, in
+/// partition and seq order. The records are decoded, not verified (use `verify` for that).
+pub async fn for_each_record(
+    store: &crate::store::ArchiveStore,
+    partition: Option<u32>,
+    mut f: impl FnMut(u32, &str, LedgerRecord) -> Result<(), crate::error::ArchiveError>,
+) -> Result<u64, crate::error::ArchiveError> {
+    let mut n = 0u64;
+    for (p, segs) in segment_keys(store, partition).await? {
+        for (_, key) in segs {
+            let bytes = store.get(&key).await?;
+            let seg = open_segment(&bytes)
+                .map_err(|e| crate::error::ArchiveError::corrupt(&key, e.to_string()))?;
+            let mut inner_err = None;
+            let walked = each_record(&seg, |_, _, r| {
+                n += 1;
+                if let Err(e) = f(p, &key, r) {
+                    inner_err = Some(e);
+                    return Err(SegmentError {
+                        byte_offset: 0,
+                        record_index: None,
+                        message: String::new(),
+                    });
+                }
+                Ok(())
+            });
+            if let Some(e) = inner_err {
+                return Err(e);
+            }
+            walked.map_err(|e| crate::error::ArchiveError::corrupt(&key, e.to_string()))?;
+        }
+    }
+    Ok(n)
+}
