@@ -168,7 +168,11 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         "ms" => Duration::from_millis(n),
         "m" => Duration::from_secs(n.saturating_mul(60)),
         "h" => Duration::from_secs(n.saturating_mul(3600)),
-        other => return Err(format!("duration {s:?}: unknown unit {other:?} (ms, s, m, h)")),
+        other => {
+            return Err(format!(
+                "duration {s:?}: unknown unit {other:?} (ms, s, m, h)"
+            ));
+        }
     };
     Ok(d)
 }
@@ -217,10 +221,13 @@ secret_access_key = "hunter2"
         assert!(toml::from_str::<ArchiveConfig>("[s3]\nbucket = \"x\"").is_err());
         let d: ArchiveConfig = toml::from_str("rotate_age = 30").unwrap();
         assert_eq!(d.rotate_age, Duration::from_secs(30));
-        assert_eq!(d, ArchiveConfig {
-            rotate_age: Duration::from_secs(30),
-            ..ArchiveConfig::default()
-        });
+        assert_eq!(
+            d,
+            ArchiveConfig {
+                rotate_age: Duration::from_secs(30),
+                ..ArchiveConfig::default()
+            }
+        );
         assert!(parse_duration("5 days").is_err());
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
     }

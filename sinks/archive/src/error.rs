@@ -54,7 +54,11 @@ pub enum ArchiveError {
 }
 
 impl ArchiveError {
-    pub(crate) fn store(op: &'static str, key: impl Into<String>, source: object_store::Error) -> Self {
+    pub(crate) fn store(
+        op: &'static str,
+        key: impl Into<String>,
+        source: object_store::Error,
+    ) -> Self {
         ArchiveError::Store {
             op,
             key: key.into(),

@@ -17,6 +17,7 @@
 //! `sinks/archive/README.md` describes the layout and formats.
 
 pub mod config;
+pub mod conformance;
 pub mod error;
 pub mod layout;
 pub mod manifest;
@@ -27,12 +28,15 @@ pub mod proof;
 pub mod read;
 pub mod sink;
 pub mod store;
+pub mod testkit;
 pub mod verify;
 
 pub use config::{ArchiveConfig, S3Options, Secret};
 pub use error::ArchiveError;
-pub use note::{ArchiveKey, Checkpoint, SignedCheckpoint, VerifierKey, generate_key, load_or_create_key};
-pub use sink::{ArchiveSink, SegmentInfo};
+pub use note::{
+    ArchiveKey, Checkpoint, SignedCheckpoint, VerifierKey, generate_key, load_or_create_key,
+};
 pub use proof::{InclusionProof, ProofSummary, prove, verify_proof};
+pub use sink::{ArchiveSink, SegmentInfo};
 pub use store::ArchiveStore;
 pub use verify::{Check, Failure, VerifyOptions, VerifyReport, verify};

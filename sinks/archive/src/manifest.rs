@@ -34,7 +34,9 @@ impl Serialize for Hex32 {
 impl<'de> Deserialize<'de> for Hex32 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_hex::<32>(&s).map(Hex32).map_err(serde::de::Error::custom)
+        parse_hex::<32>(&s)
+            .map(Hex32)
+            .map_err(serde::de::Error::custom)
     }
 }
 
@@ -51,7 +53,9 @@ impl Serialize for Hex16 {
 impl<'de> Deserialize<'de> for Hex16 {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        parse_hex::<16>(&s).map(Hex16).map_err(serde::de::Error::custom)
+        parse_hex::<16>(&s)
+            .map(Hex16)
+            .map_err(serde::de::Error::custom)
     }
 }
 

@@ -442,7 +442,10 @@ mod tests {
                 assert!(!verify_inclusion(i + 1, n, leaf, &proof, &root) || i + 1 >= n);
                 assert!(!verify_inclusion(i, n, leaf, &proof, &[3; 32]));
                 if let Some((last, rest)) = proof.split_last() {
-                    assert!(!verify_inclusion(i, n, leaf, rest, &root), "truncated {i}/{n}");
+                    assert!(
+                        !verify_inclusion(i, n, leaf, rest, &root),
+                        "truncated {i}/{n}"
+                    );
                     let mut flipped = proof.clone();
                     flipped[rest.len()][0] ^= 1;
                     assert!(!verify_inclusion(i, n, leaf, &flipped, &root));
@@ -472,13 +475,7 @@ mod tests {
                     let mut flipped = proof.clone();
                     flipped[0][3] ^= 0x80;
                     assert!(!verify_consistency(m, n, rm, rn, &flipped));
-                    assert!(!verify_consistency(
-                        m,
-                        n,
-                        rm,
-                        rn,
-                        &proof[..proof.len() - 1]
-                    ));
+                    assert!(!verify_consistency(m, n, rm, rn, &proof[..proof.len() - 1]));
                     let mut extended = proof.clone();
                     extended.push([0xcd; 32]);
                     assert!(!verify_consistency(m, n, rm, rn, &extended));

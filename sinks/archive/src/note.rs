@@ -139,7 +139,9 @@ impl ArchiveKey {
         let (name, id, raw) = split3(rest)?;
         let raw = B64.decode(raw).map_err(|_| "key is not base64")?;
         let seed: [u8; 32] = match raw.split_first() {
-            Some((&ALG_ED25519, seed)) => seed.try_into().map_err(|_| "Ed25519 key is not 32 bytes")?,
+            Some((&ALG_ED25519, seed)) => {
+                seed.try_into().map_err(|_| "Ed25519 key is not 32 bytes")?
+            }
             _ => return Err("not an Ed25519 key".into()),
         };
         let key = Self::new(name, SigningKey::from_bytes(&seed)).map_err(|e| e.to_string())?;
@@ -205,7 +207,8 @@ impl VerifierKey {
             Some((&ALG_ED25519, k)) => k.try_into().map_err(|_| "Ed25519 key is not 32 bytes")?,
             _ => return Err("not an Ed25519 key".into()),
         };
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| "not a valid Ed25519 public key")?;
+        let key =
+            VerifyingKey::from_bytes(&public).map_err(|_| "not a valid Ed25519 public key")?;
         let computed = key_id(name, &key);
         if format!("{computed:08x}") != id {
             return Err("key id does not match the name and key".into());
@@ -266,7 +269,8 @@ pub fn load_or_create_key(dir: &Path, name: &str) -> Result<(ArchiveKey, PathBuf
             ));
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            write_new(&public, want.as_bytes(), false).map_err(|e| key_err(&public, e.to_string()))?;
+            write_new(&public, want.as_bytes(), false)
+                .map_err(|e| key_err(&public, e.to_string()))?;
         }
         Err(e) => return Err(key_err(&public, e.to_string())),
     }
@@ -300,7 +304,12 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The note body: three lines, each ending with a newline.
     pub fn body(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// The signed note.
@@ -344,11 +353,16 @@ impl SignedCheckpoint {
         if !text.ends_with('\n') {
             return Err(bad("a note ends with a newline"));
         }
-        let split = text.find("\n\n").ok_or_else(|| bad("no blank line before the signatures"))?;
+        let split = text
+            .find("\n\n")
+            .ok_or_else(|| bad("no blank line before the signatures"))?;
         let (body, sigs) = text.split_at(split + 1);
         let sigs = sigs.get(1..).unwrap_or_default();
         let mut lines = body.lines();
-        let origin = lines.next().filter(|l| !l.is_empty()).ok_or_else(|| bad("no origin line"))?;
+        let origin = lines
+            .next()
+            .filter(|l| !l.is_empty())
+            .ok_or_else(|| bad("no origin line"))?;
         let size_line = lines.next().ok_or_else(|| bad("no tree size line"))?;
         if size_line.is_empty()
             || !size_line.bytes().all(|b| b.is_ascii_digit())
@@ -356,7 +370,9 @@ impl SignedCheckpoint {
         {
             return Err(bad("the tree size is not a decimal number"));
         }
-        let size: u64 = size_line.parse().map_err(|_| bad("tree size out of range"))?;
+        let size: u64 = size_line
+            .parse()
+            .map_err(|_| bad("tree size out of range"))?;
         let root_line = lines.next().ok_or_else(|| bad("no root hash line"))?;
         let root: Hash = B64
             .decode(root_line)
@@ -368,9 +384,15 @@ impl SignedCheckpoint {
             let rest = line
                 .strip_prefix("\u{2014} ")
                 .ok_or_else(|| bad("a signature line starts with an em dash and a space"))?;
-            let (name, b64) = rest.split_once(' ').ok_or_else(|| bad("signature line: <name> <base64>"))?;
-            let raw = B64.decode(b64).map_err(|_| bad("signature is not base64"))?;
-            let (id, sig) = raw.split_at_checked(4).ok_or_else(|| bad("signature too short"))?;
+            let (name, b64) = rest
+                .split_once(' ')
+                .ok_or_else(|| bad("signature line: <name> <base64>"))?;
+            let raw = B64
+                .decode(b64)
+                .map_err(|_| bad("signature is not base64"))?;
+            let (id, sig) = raw
+                .split_at_checked(4)
+                .ok_or_else(|| bad("signature too short"))?;
             let key_id = u32::from_be_bytes(id.try_into().map_err(|_| bad("signature too short"))?);
             // Signatures of other types (other lengths) are kept out: only Ed25519 is checked.
             let Ok(signature) = <[u8; 64]>::try_from(sig) else {

@@ -32,9 +32,7 @@ pub const MAX_BLOCK_BYTES: usize = 256 * 1024 * 1024;
 
 /// The schema JSON written in every segment's header.
 pub fn ledger_record_schema_json() -> Result<String, String> {
-    SchemaId::LedgerRecord
-        .schema_json()
-        .map(|v| v.to_string())
+    SchemaId::LedgerRecord.schema_json().map(|v| v.to_string())
 }
 
 /// Appends a zig-zag varint long.
@@ -71,7 +69,10 @@ pub fn header(meta: &BTreeMap<String, Vec<u8>>, sync: &[u8; 16]) -> Vec<u8> {
 pub fn block(count: u64, compressed: &[u8], sync: &[u8; 16]) -> Vec<u8> {
     let mut out = Vec::with_capacity(compressed.len() + 36);
     put_long(&mut out, i64::try_from(count).unwrap_or(i64::MAX));
-    put_long(&mut out, i64::try_from(compressed.len()).unwrap_or(i64::MAX));
+    put_long(
+        &mut out,
+        i64::try_from(compressed.len()).unwrap_or(i64::MAX),
+    );
     out.extend_from_slice(compressed);
     out.extend_from_slice(sync);
     out
@@ -125,7 +126,10 @@ impl<'a> Cursor<'a> {
             .checked_add(n)
             .filter(|e| *e <= self.buf.len())
             .ok_or_else(|| self.err(format!("truncated: {n} bytes announced, fewer left")))?;
-        let s = self.buf.get(self.pos..end).ok_or_else(|| self.err("truncated"))?;
+        let s = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| self.err("truncated"))?;
         self.pos = end;
         Ok(s)
     }
@@ -274,9 +278,7 @@ pub struct DatumSplitter {
 }
 
 static SPLITTER: LazyLock<Result<DatumSplitter, String>> = LazyLock::new(|| {
-    let schema = SchemaId::LedgerRecord
-        .schema()
-        .map_err(|e| e.to_string())?;
+    let schema = SchemaId::LedgerRecord.schema().map_err(|e| e.to_string())?;
     DatumSplitter::compile(schema)
 });
 
@@ -301,7 +303,11 @@ impl DatumSplitter {
         self.nodes.len() - 1
     }
 
-    fn add(&mut self, schema: &Schema, named: &mut HashMap<String, usize>) -> Result<usize, String> {
+    fn add(
+        &mut self,
+        schema: &Schema,
+        named: &mut HashMap<String, usize>,
+    ) -> Result<usize, String> {
         Ok(match schema {
             Schema::Null => self.push(Node::Null),
             Schema::Boolean => self.push(Node::Bool),
@@ -397,7 +403,9 @@ impl DatumSplitter {
             Some(Node::Fixed(n)) => {
                 c.take(*n)?;
             }
-            Some(Node::Array(item)) => self.skip_blocks(c, depth, |s, c| s.skip(*item, c, depth + 1))?,
+            Some(Node::Array(item)) => {
+                self.skip_blocks(c, depth, |s, c| s.skip(*item, c, depth + 1))?
+            }
             Some(Node::Map(item)) => self.skip_blocks(c, depth, |s, c| {
                 c.len_prefixed()?;
                 s.skip(*item, c, depth + 1)

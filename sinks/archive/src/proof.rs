@@ -94,7 +94,8 @@ pub async fn prove(
         let mut newest_cp: Option<(u64, String)> = None;
         for (seq, key) in &segs {
             let bytes = store.get(key).await?;
-            let seg = open_segment(&bytes).map_err(|e| ProveError::Integrity(format!("{key}: {e}")))?;
+            let seg =
+                open_segment(&bytes).map_err(|e| ProveError::Integrity(format!("{key}: {e}")))?;
             each_record(&seg, |_, _, r| {
                 if let RecordBody::Event(er) = &r.body
                     && er.event.id == event_id
@@ -117,10 +118,19 @@ pub async fn prove(
             continue;
         }
         let Some((size, text)) = newest_cp else {
-            return Err(ProveError::Integrity(format!("partition {p} has no checkpoint")));
+            return Err(ProveError::Integrity(format!(
+                "partition {p} has no checkpoint"
+            )));
         };
-        let cp = SignedCheckpoint::parse(&text).map_err(|e| ProveError::Integrity(e.to_string()))?;
-        if cp.checkpoint.size != size || merkle::root_of(leaves.get(..usize::try_from(size).unwrap_or(0)).unwrap_or(&[])) != cp.checkpoint.root {
+        let cp =
+            SignedCheckpoint::parse(&text).map_err(|e| ProveError::Integrity(e.to_string()))?;
+        if cp.checkpoint.size != size
+            || merkle::root_of(
+                leaves
+                    .get(..usize::try_from(size).unwrap_or(0))
+                    .unwrap_or(&[]),
+            ) != cp.checkpoint.root
+        {
             return Err(ProveError::Integrity(format!(
                 "partition {p}: the records do not give the newest checkpoint's tree"
             )));
@@ -161,7 +171,10 @@ fn hex32_field(record: &serde_json::Value, field: &str) -> Result<[u8; 32], Proo
 
 /// Checks a proof. With `key`, the checkpoint must carry a valid signature by it; without, only
 /// the hashes are checked (and `signature_checked` is false).
-pub fn verify_proof(proof: &InclusionProof, key: Option<&VerifierKey>) -> Result<ProofSummary, ProofError> {
+pub fn verify_proof(
+    proof: &InclusionProof,
+    key: Option<&VerifierKey>,
+) -> Result<ProofSummary, ProofError> {
     if proof.format != PROOF_FORMAT {
         return Err(ProofError::Malformed(format!(
             "format is {:?}, expected {PROOF_FORMAT:?}",
@@ -184,22 +197,33 @@ pub fn verify_proof(proof: &InclusionProof, key: Option<&VerifierKey>) -> Result
         )));
     }
     if cp.checkpoint.size != proof.tree_size {
-        return Err(ProofError::Malformed("tree_size differs from the checkpoint's".into()));
+        return Err(ProofError::Malformed(
+            "tree_size differs from the checkpoint's".into(),
+        ));
     }
     let seq = proof.record.get("seq").and_then(serde_json::Value::as_i64);
     if seq != Some(proof.seq) || u64::try_from(proof.seq).ok() != Some(proof.leaf_index) {
-        return Err(ProofError::Malformed("seq, record.seq and leaf_index differ".into()));
+        return Err(ProofError::Malformed(
+            "seq, record.seq and leaf_index differ".into(),
+        ));
     }
     let prev = hex32_field(&proof.record, "prev_hash")?;
     let stated = hex32_field(&proof.record, "hash")?;
-    let canonical = canonical_bytes_of_json(&proof.record).map_err(|e| ProofError::Malformed(e.to_string()))?;
+    let canonical =
+        canonical_bytes_of_json(&proof.record).map_err(|e| ProofError::Malformed(e.to_string()))?;
     let computed = hash_of(&prev, &canonical);
     if computed != proof.record_hash.0 || stated != proof.record_hash.0 {
         return Err(ProofError::RecordHash);
     }
     let path: Vec<Hash> = proof.audit_path.iter().map(|h| h.0).collect();
     let leaf = merkle::leaf_hash(&computed);
-    if !merkle::verify_inclusion(proof.leaf_index, proof.tree_size, &leaf, &path, &cp.checkpoint.root) {
+    if !merkle::verify_inclusion(
+        proof.leaf_index,
+        proof.tree_size,
+        &leaf,
+        &path,
+        &cp.checkpoint.root,
+    ) {
         return Err(ProofError::Inclusion);
     }
     Ok(ProofSummary {

@@ -101,7 +101,9 @@ pub fn each_record(
             let len = splitter
                 .datum_len(rest)
                 .map_err(|m| at(format!("record does not decode: {m}"), index))?;
-            let (datum, tail) = rest.split_at_checked(len).ok_or_else(|| at("truncated".into(), index))?;
+            let (datum, tail) = rest
+                .split_at_checked(len)
+                .ok_or_else(|| at("truncated".into(), index))?;
             let record = LedgerRecord::from_avro_datum(datum)
                 .map_err(|e| at(format!("record does not decode: {e}"), index))?;
             f(index, block.offset, record)?;

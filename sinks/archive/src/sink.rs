@@ -270,7 +270,10 @@ impl ArchiveSink {
         })?;
         if manifest.partition != partition
             || manifest.first_seq != i64::try_from(seq).unwrap_or(-1)
-            || frontier.size() != u64::try_from(manifest.last_seq).unwrap_or(0).saturating_add(1)
+            || frontier.size()
+                != u64::try_from(manifest.last_seq)
+                    .unwrap_or(0)
+                    .saturating_add(1)
             || state.head.next_seq != manifest.last_seq.saturating_add(1)
             || state.head.head_hash != manifest.last_hash.0
         {
@@ -282,7 +285,8 @@ impl ArchiveSink {
         let text = self.store.get(&ckey).await?;
         let text = std::str::from_utf8(&text)
             .map_err(|_| ArchiveError::corrupt(&ckey, "checkpoint is not UTF-8"))?;
-        let cp = SignedCheckpoint::parse(text).map_err(|e| ArchiveError::corrupt(&ckey, e.to_string()))?;
+        let cp = SignedCheckpoint::parse(text)
+            .map_err(|e| ArchiveError::corrupt(&ckey, e.to_string()))?;
         if cp.checkpoint.size != frontier.size() || cp.checkpoint.root != frontier.root() {
             return Err(ArchiveError::corrupt(
                 &ckey,
@@ -363,7 +367,15 @@ impl ArchiveSink {
         for r in &records {
             frontier.push_record_hash(&r.hash);
         }
-        let manifest = build_manifest(&self.cfg.archive_id, &skey, &bytes, &meta, first, last, &frontier);
+        let manifest = build_manifest(
+            &self.cfg.archive_id,
+            &skey,
+            &bytes,
+            &meta,
+            first,
+            last,
+            &frontier,
+        );
         let mkey = layout::key(partition, seq, ObjectKind::Manifest);
         if have[1] {
             let existing = Manifest::parse(&self.store.get(&mkey).await?)
@@ -372,7 +384,9 @@ impl ArchiveSink {
                 return Err(ArchiveError::Conflict { key: mkey });
             }
         } else {
-            self.store.create(&mkey, Bytes::from(manifest.to_bytes())).await?;
+            self.store
+                .create(&mkey, Bytes::from(manifest.to_bytes()))
+                .await?;
         }
         let ckey = layout::key(partition, seq, ObjectKind::Checkpoint);
         let cp = Checkpoint {
@@ -460,7 +474,12 @@ impl ArchiveSink {
         Ok(closed)
     }
 
-    fn append_record(&mut self, partition: u32, offset: u64, r: &LedgerRecord) -> Result<(), ArchiveError> {
+    fn append_record(
+        &mut self,
+        partition: u32,
+        offset: u64,
+        r: &LedgerRecord,
+    ) -> Result<(), ArchiveError> {
         let spool_dir = self.spool_dir.clone();
         let archive_id = self.cfg.archive_id.clone();
         let block_bytes = self.cfg.block_bytes;
@@ -526,13 +545,13 @@ impl ArchiveSink {
         if open.block_count == 0 {
             return Ok(());
         }
-        let compressed = self
-            .compressor
-            .compress(&open.block)
-            .map_err(|source| ArchiveError::Spool {
-                dir: dir.clone(),
-                source,
-            })?;
+        let compressed =
+            self.compressor
+                .compress(&open.block)
+                .map_err(|source| ArchiveError::Spool {
+                    dir: dir.clone(),
+                    source,
+                })?;
         let bytes = ocf::block(open.block_count, &compressed, &open.sync);
         open.spool
             .write_all(&bytes)
@@ -583,7 +602,10 @@ impl ArchiveSink {
     }
 
     /// Closes (uploads) the open segment of `partition` and forgets the partition (on revoke).
-    pub async fn close_partition(&mut self, partition: u32) -> Result<Option<SegmentInfo>, ArchiveError> {
+    pub async fn close_partition(
+        &mut self,
+        partition: u32,
+    ) -> Result<Option<SegmentInfo>, ArchiveError> {
         let info = self.close_segment(partition).await?;
         if let Some(part) = self.parts.remove(&partition) {
             self.drop_part(part);
@@ -638,14 +660,20 @@ impl ArchiveSink {
             reader_state: ReaderStateJson::from(&state),
         };
         let mut header_meta = BTreeMap::new();
-        header_meta.insert("avro.schema".to_owned(), self.schema_json.clone().into_bytes());
+        header_meta.insert(
+            "avro.schema".to_owned(),
+            self.schema_json.clone().into_bytes(),
+        );
         header_meta.insert("avro.codec".to_owned(), ocf::CODEC.as_bytes().to_vec());
         header_meta.insert(
             ocf::META_SEGMENT.to_owned(),
             serde_json::to_vec(&meta).unwrap_or_default(),
         );
         let mut bytes = ocf::header(&header_meta, &open.sync);
-        let mut file = open.spool.into_inner().map_err(|e| spool_err(e.into_error()))?;
+        let mut file = open
+            .spool
+            .into_inner()
+            .map_err(|e| spool_err(e.into_error()))?;
         file.rewind().map_err(spool_err)?;
         bytes.reserve(usize::try_from(open.spool_len).unwrap_or(0));
         file.read_to_end(&mut bytes).map_err(spool_err)?;
@@ -682,7 +710,9 @@ impl ArchiveSink {
         };
         let size = bytes.len() as u64;
         self.store.create(&skey, Bytes::from(bytes)).await?;
-        self.store.create(&mkey, Bytes::from(manifest.to_bytes())).await?;
+        self.store
+            .create(&mkey, Bytes::from(manifest.to_bytes()))
+            .await?;
         self.store
             .create(&ckey, Bytes::from(checkpoint.sign(&self.key)))
             .await?;
@@ -722,7 +752,12 @@ fn kind_index(kind: ObjectKind) -> usize {
 
 /// The sync marker of a segment: derived from what starts it, so the same segment gets the same
 /// bytes (Avro only needs it to be unlikely in the data).
-fn sync_marker(archive_id: &str, partition: u32, first_seq: i64, first_hash: &[u8; 32]) -> [u8; 16] {
+fn sync_marker(
+    archive_id: &str,
+    partition: u32,
+    first_seq: i64,
+    first_hash: &[u8; 32],
+) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(b"provenant.archive.sync\0");
     h.update(archive_id.as_bytes());

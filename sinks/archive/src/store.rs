@@ -100,7 +100,9 @@ impl ArchiveStore {
             PathBuf::from(url)
         };
         if path.as_os_str().is_empty() {
-            return Err(ArchiveError::Config(format!("archive URL {url:?} names no directory")));
+            return Err(ArchiveError::Config(format!(
+                "archive URL {url:?} names no directory"
+            )));
         }
         Self::open_local(path, url)
     }
@@ -184,7 +186,9 @@ impl ArchiveStore {
                 if existing == bytes {
                     Ok(Created::AlreadyIdentical)
                 } else {
-                    Err(ArchiveError::Conflict { key: rel.to_owned() })
+                    Err(ArchiveError::Conflict {
+                        key: rel.to_owned(),
+                    })
                 }
             }
             Err(e) => Err(ArchiveError::store("create", rel, e)),
@@ -222,7 +226,9 @@ impl ArchiveStore {
             .get(&self.full(rel))
             .await
             .map_err(|e| ArchiveError::store("get", rel, e))?;
-        r.bytes().await.map_err(|e| ArchiveError::store("get", rel, e))
+        r.bytes()
+            .await
+            .map_err(|e| ArchiveError::store("get", rel, e))
     }
 
     /// Reads a whole object, `None` if there is none.

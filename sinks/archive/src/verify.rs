@@ -255,7 +255,10 @@ fn parse_origin(origin: &str) -> Option<(&str, u32)> {
 }
 
 /// Verifies the archive in `store`. See the module documentation.
-pub async fn verify(store: &ArchiveStore, opts: &VerifyOptions) -> Result<VerifyReport, ArchiveError> {
+pub async fn verify(
+    store: &ArchiveStore,
+    opts: &VerifyOptions,
+) -> Result<VerifyReport, ArchiveError> {
     let listing = store.list("").await?;
     let mut failures = Vec::new();
     let mut warnings = Vec::new();
@@ -312,7 +315,12 @@ pub async fn verify(store: &ArchiveStore, opts: &VerifyOptions) -> Result<Verify
                     if let Some(k) = &opts.pubkey
                         && let Err(e) = cp.verify(k)
                     {
-                        failures.push(fail(Check::Signature, p, &since_key, format!("saved checkpoint: {e}")));
+                        failures.push(fail(
+                            Check::Signature,
+                            p,
+                            &since_key,
+                            format!("saved checkpoint: {e}"),
+                        ));
                     }
                     since = Some((p, cp));
                 }
@@ -364,7 +372,12 @@ pub async fn verify(store: &ArchiveStore, opts: &VerifyOptions) -> Result<Verify
             let manifest = match Manifest::parse(&store.get(&mkey).await?) {
                 Ok(m) => Arc::new(m),
                 Err(e) => {
-                    failures.push(fail(Check::Manifest, p, &mkey, format!("unreadable manifest: {e}")));
+                    failures.push(fail(
+                        Check::Manifest,
+                        p,
+                        &mkey,
+                        format!("unreadable manifest: {e}"),
+                    ));
                     prev = None;
                     continue;
                 }
@@ -465,7 +478,10 @@ pub async fn verify(store: &ArchiveStore, opts: &VerifyOptions) -> Result<Verify
                         Check::Chain,
                         p,
                         &skey,
-                        format!("segment starts at seq {first}, but the segment before ends at seq {}", expected_next - 1),
+                        format!(
+                            "segment starts at seq {first}, but the segment before ends at seq {}",
+                            expected_next - 1
+                        ),
                     )
                 });
             } else if let Some((first_prev, _, _)) = o.actual
@@ -562,7 +578,9 @@ fn check_since(
             Check::Consistency,
             p,
             key,
-            format!("partition {p} has no readable checkpoint to compare the saved one (tree size {m}) with"),
+            format!(
+                "partition {p} has no readable checkpoint to compare the saved one (tree size {m}) with"
+            ),
         ));
     };
     if m > *n {
@@ -612,12 +630,20 @@ async fn run_task(store: &ArchiveStore, t: Task) -> Result<Outcome, ArchiveError
     } else {
         None
     };
-    tokio::task::spawn_blocking(move || check_segment(&t, &skey, &ckey, &bytes, checkpoint.as_deref()))
-        .await
-        .map_err(|e| ArchiveError::Config(format!("verify task failed: {e}")))
+    tokio::task::spawn_blocking(move || {
+        check_segment(&t, &skey, &ckey, &bytes, checkpoint.as_deref())
+    })
+    .await
+    .map_err(|e| ArchiveError::Config(format!("verify task failed: {e}")))
 }
 
-fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Option<&[u8]>) -> Outcome {
+fn check_segment(
+    t: &Task,
+    skey: &str,
+    ckey: &str,
+    bytes: &[u8],
+    checkpoint: Option<&[u8]>,
+) -> Outcome {
     let p = t.partition;
     let m = &*t.manifest;
     let mut out = Outcome {
@@ -655,7 +681,8 @@ fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Opt
     let seg = match open_segment(bytes) {
         Ok(s) => s,
         Err(e) => {
-            out.failures.push(seg_failure(Check::SegmentFormat, p, skey, None, &e));
+            out.failures
+                .push(seg_failure(Check::SegmentFormat, p, skey, None, &e));
             return out;
         }
     };
@@ -679,7 +706,9 @@ fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Opt
                 ));
             }
         }
-        (None, Some(e)) => out.failures.push(fail(Check::SegmentFormat, p, skey, e.clone())),
+        (None, Some(e)) => out
+            .failures
+            .push(fail(Check::SegmentFormat, p, skey, e.clone())),
         (None, None) => {}
     }
 
@@ -746,13 +775,21 @@ fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Opt
                 .record_index
                 .and_then(|i| i64::try_from(i).ok())
                 .map(|i| m.first_seq.saturating_add(i));
-            out.failures.push(seg_failure(record_check, p, skey, seq, &e));
+            out.failures
+                .push(seg_failure(record_check, p, skey, seq, &e));
             return out;
         }
     };
     out.records = count;
-    let (Some(first_prev), Some((last_seq, last_hash)), Some(first_hash)) = (first_prev, last, first_hash) else {
-        out.failures.push(fail(Check::SegmentFormat, p, skey, "segment holds no record"));
+    let (Some(first_prev), Some((last_seq, last_hash)), Some(first_hash)) =
+        (first_prev, last, first_hash)
+    else {
+        out.failures.push(fail(
+            Check::SegmentFormat,
+            p,
+            skey,
+            "segment holds no record",
+        ));
         return out;
     };
     out.actual = Some((first_prev, last_seq, last_hash));
@@ -798,7 +835,12 @@ fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Opt
     {
         Ok(cp) => cp,
         Err(e) => {
-            out.failures.push(fail(Check::Checkpoint, p, ckey, format!("unreadable checkpoint: {e}")));
+            out.failures.push(fail(
+                Check::Checkpoint,
+                p,
+                ckey,
+                format!("unreadable checkpoint: {e}"),
+            ));
             return out;
         }
     };
@@ -811,7 +853,10 @@ fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Opt
             Check::Checkpoint,
             p,
             ckey,
-            format!("origin is {:?}, expected {want_origin:?}", cp.checkpoint.origin),
+            format!(
+                "origin is {:?}, expected {want_origin:?}",
+                cp.checkpoint.origin
+            ),
         ));
     }
     if cp.checkpoint.size != want_size || cp.checkpoint.root != want_root {
@@ -833,7 +878,8 @@ fn check_segment(t: &Task, skey: &str, ckey: &str, bytes: &[u8], checkpoint: Opt
     if let Some(k) = &t.pubkey
         && let Err(e) = cp.verify(k)
     {
-        out.failures.push(fail(Check::Signature, p, ckey, e.to_string()));
+        out.failures
+            .push(fail(Check::Signature, p, ckey, e.to_string()));
     }
     out
 }
