@@ -404,7 +404,7 @@ impl DatumSplitter {
                 c.take(*n)?;
             }
             Some(Node::Array(item)) => {
-                self.skip_blocks(c, depth, |s, c| s.skip(*item, c, depth + 1))?
+                self.skip_blocks(c, depth, |s, c| s.skip(*item, c, depth + 1))?;
             }
             Some(Node::Map(item)) => self.skip_blocks(c, depth, |s, c| {
                 c.len_prefixed()?;
