@@ -1,0 +1,209 @@
+//! Reading segments back: header checks, then records one by one with their location.
+//!
+//! Used by `verify`, `dump`, `prove` and by the sink when it completes a crash's leftover.
+//! Invariants: never panics on any bytes; every error names the byte offset in the segment
+//! and, when a record is involved, its index in the segment (0-based).
+
+use provenant_schemas::ledger::LedgerRecord;
+
+use crate::manifest::SegmentMeta;
+use crate::ocf::{self, Container, DatumSplitter};
+
+/// Why a segment cannot be read (from this point on).
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{}at byte {byte_offset}: {message}", record_index.map(|i| format!("record #{i} ")).unwrap_or_default())]
+pub struct SegmentError {
+    pub byte_offset: u64,
+    pub record_index: Option<u64>,
+    pub message: String,
+}
+
+/// A segment whose header was read.
+#[derive(Debug)]
+pub struct OpenedSegment<'a> {
+    pub container: Container<'a>,
+    /// The `provenant.segment` metadata (`None` if absent or unreadable).
+    pub meta: Option<SegmentMeta>,
+    /// Why the metadata could not be read, if it could not.
+    pub meta_error: Option<String>,
+}
+
+/// Parses and checks a segment's header: magic, `avro.codec` = `zstandard`, `avro.schema` = the
+/// ledger record schema.
+pub fn open_segment(bytes: &[u8]) -> Result<OpenedSegment<'_>, SegmentError> {
+    let err = |offset: u64, message: String| SegmentError {
+        byte_offset: offset,
+        record_index: None,
+        message,
+    };
+    let container = Container::parse(bytes).map_err(|e| err(e.offset, e.message))?;
+    if container.meta_str("avro.codec") != Some(ocf::CODEC) {
+        return Err(err(
+            0,
+            format!(
+                "avro.codec is {:?}, expected \"zstandard\"",
+                container.meta_str("avro.codec")
+            ),
+        ));
+    }
+    let ours: Option<serde_json::Value> = ocf::ledger_record_schema_json()
+        .ok()
+        .and_then(|s| serde_json::from_str(&s).ok());
+    let theirs: Option<serde_json::Value> = container
+        .meta_str("avro.schema")
+        .and_then(|s| serde_json::from_str(s).ok());
+    if ours.is_none() || ours != theirs {
+        return Err(err(
+            0,
+            "avro.schema is not the io.provenant.v1.LedgerRecord schema".into(),
+        ));
+    }
+    let (meta, meta_error) = match container.meta_str(ocf::META_SEGMENT) {
+        None => (None, Some("no provenant.segment metadata".to_owned())),
+        Some(s) => match serde_json::from_str::<SegmentMeta>(s) {
+            Ok(m) => (Some(m), None),
+            Err(e) => (None, Some(format!("provenant.segment metadata: {e}"))),
+        },
+    };
+    Ok(OpenedSegment {
+        container,
+        meta,
+        meta_error,
+    })
+}
+
+/// Calls `f(index, block offset, record)` for every record in order. Stops at the first error
+/// (of the file or of `f`). Returns the number of records.
+pub fn each_record(
+    seg: &OpenedSegment<'_>,
+    mut f: impl FnMut(u64, u64, LedgerRecord) -> Result<(), SegmentError>,
+) -> Result<u64, SegmentError> {
+    let splitter = DatumSplitter::ledger_record().map_err(|m| SegmentError {
+        byte_offset: 0,
+        record_index: None,
+        message: m,
+    })?;
+    let mut index = 0u64;
+    for block in seg.container.blocks() {
+        let block = block.map_err(|e| SegmentError {
+            byte_offset: e.offset,
+            record_index: Some(index),
+            message: e.message,
+        })?;
+        let at = |message: String, index: u64| SegmentError {
+            byte_offset: block.offset,
+            record_index: Some(index),
+            message,
+        };
+        let data = ocf::decompress(block.data).map_err(|m| at(format!("block: {m}"), index))?;
+        let mut rest = data.as_slice();
+        for _ in 0..block.count {
+            let len = splitter
+                .datum_len(rest)
+                .map_err(|m| at(format!("record does not decode: {m}"), index))?;
+            let (datum, tail) = rest
+                .split_at_checked(len)
+                .ok_or_else(|| at("truncated".into(), index))?;
+            let record = LedgerRecord::from_avro_datum(datum)
+                .map_err(|e| at(format!("record does not decode: {e}"), index))?;
+            f(index, block.offset, record)?;
+            rest = tail;
+            index += 1;
+        }
+        if !rest.is_empty() {
+            return Err(at(
+                format!(
+                    "{} bytes after the {} records the block announces",
+                    rest.len(),
+                    block.count
+                ),
+                index,
+            ));
+        }
+    }
+    Ok(index)
+}
+
+/// A whole segment decoded.
+#[derive(Debug)]
+pub struct DecodedSegment {
+    pub meta: Option<SegmentMeta>,
+    pub records: Vec<LedgerRecord>,
+}
+
+/// Decodes a whole segment (header and every record).
+pub fn decode_segment(bytes: &[u8]) -> Result<DecodedSegment, String> {
+    let seg = open_segment(bytes).map_err(|e| e.to_string())?;
+    let mut records = Vec::new();
+    each_record(&seg, |_, _, r| {
+        records.push(r);
+        Ok(())
+    })
+    .map_err(|e| e.to_string())?;
+    Ok(DecodedSegment {
+        meta: seg.meta,
+        records,
+    })
+}
+
+/// The segment keys of the archive (relative), per partition, in seq order; only segments that
+/// have a manifest (written completely). `partition` limits it to one.
+pub async fn segment_keys(
+    store: &crate::store::ArchiveStore,
+    partition: Option<u32>,
+) -> Result<std::collections::BTreeMap<u32, Vec<(u64, String)>>, crate::error::ArchiveError> {
+    use crate::layout::{self, ObjectKind};
+    let prefix = partition.map(layout::partition_dir).unwrap_or_default();
+    let listing = store.list(&prefix).await?;
+    let manifests: std::collections::BTreeSet<(u32, u64)> = listing
+        .iter()
+        .filter_map(|(k, _)| layout::parse_key(k))
+        .filter(|(_, _, kind)| *kind == ObjectKind::Manifest)
+        .map(|(p, s, _)| (p, s))
+        .collect();
+    let mut out: std::collections::BTreeMap<u32, Vec<(u64, String)>> = Default::default();
+    for (key, _) in &listing {
+        if let Some((p, seq, ObjectKind::Segment)) = layout::parse_key(key)
+            && partition.is_none_or(|want| want == p)
+            && manifests.contains(&(p, seq))
+        {
+            out.entry(p).or_default().push((seq, key.clone()));
+        }
+    }
+    Ok(out)
+}
+
+/// Calls `f(partition, segment key, record)` for every record of every written segment, in
+/// partition and seq order. The records are decoded, not verified (use `verify` for that).
+pub async fn for_each_record(
+    store: &crate::store::ArchiveStore,
+    partition: Option<u32>,
+    mut f: impl FnMut(u32, &str, LedgerRecord) -> Result<(), crate::error::ArchiveError>,
+) -> Result<u64, crate::error::ArchiveError> {
+    let mut n = 0u64;
+    for (p, segs) in segment_keys(store, partition).await? {
+        for (_, key) in segs {
+            let bytes = store.get(&key).await?;
+            let seg = open_segment(&bytes)
+                .map_err(|e| crate::error::ArchiveError::corrupt(&key, e.to_string()))?;
+            let mut inner_err = None;
+            let walked = each_record(&seg, |_, _, r| {
+                n += 1;
+                if let Err(e) = f(p, &key, r) {
+                    inner_err = Some(e);
+                    return Err(SegmentError {
+                        byte_offset: 0,
+                        record_index: None,
+                        message: String::new(),
+                    });
+                }
+                Ok(())
+            });
+            if let Some(e) = inner_err {
+                return Err(e);
+            }
+            walked.map_err(|e| crate::error::ArchiveError::corrupt(&key, e.to_string()))?;
+        }
+    }
+    Ok(n)
+}
