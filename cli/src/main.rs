@@ -12,6 +12,8 @@ use clap::{Parser, Subcommand};
 mod dev_kafka;
 mod emit;
 mod process;
+mod query;
+mod sinks;
 mod shutdown;
 mod up;
 mod validate;
@@ -60,6 +62,13 @@ enum Command {
     /// one consumer group; each raw partition has one writer at a time. Serves /metrics and
     /// /healthz on --http.
     Process(process::ProcessArgs),
+    /// Run a ledger sink: the write-once archive or the lineage index.
+    #[command(subcommand)]
+    Sink(sinks::SinkCommand),
+    /// Serve the query API (lineage, events, deployments, rollback, coverage) over an index.
+    Serve(query::ServeArgs),
+    /// Ask the index: lineage, deployments, rollback target, coverage, one event.
+    Query(query::QueryArgs),
     /// Run the pipeline in one process (today: HTTP ingest and the processor).
     ///
     /// Over the embedded log in DATA_DIR by default, or over Kafka with --brokers. Prints
@@ -92,6 +101,9 @@ fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Sink(cmd) => report(sinks::run_sink(&cmd)),
+        Command::Serve(args) => report(query::run_serve(&args)),
+        Command::Query(args) => report(query::run_query(&args)),
         Command::Emit(args) => match emit::run(*args) {
             Ok(code) => code,
             Err(e) => {
@@ -100,6 +112,17 @@ fn main() -> ExitCode {
             }
         },
         Command::Validate(args) => validate::run(&args),
+    }
+}
+
+/// Exit 2 with the error chain on stderr for a failed command.
+fn report(result: anyhow::Result<ExitCode>) -> ExitCode {
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 

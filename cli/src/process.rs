@@ -97,8 +97,18 @@ pub(crate) fn load_policy(path: Option<&Path>) -> Result<Policy> {
 /// environment or a file uses (and on first start creates) `key_dir/hmac.key`, readable by
 /// the owner only, so tokens stay stable across restarts of `provenant up`.
 pub(crate) fn build_redactor(policy: &Policy, key_dir: Option<&Path>) -> Result<Redactor> {
+    if let Some(dir) = key_dir {
+        let h = &policy.hmac;
+        let named = h.key.is_some()
+            || h.key_file.is_some()
+            || h.key_env.as_ref().is_some_and(|v| std::env::var_os(v).is_some());
+        if !named {
+            let key = load_or_create_key(&dir.join("hmac.key"))?;
+            return Redactor::new(policy, key).map_err(|e| anyhow::anyhow!("{e}"));
+        }
+    }
     let from_policy = Redactor::from_policy(policy).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let Some(dir) = key_dir else {
+    let Some(_) = key_dir else {
         if *from_policy.key_source() == KeySource::Generated {
             tracing::warn!(
                 "no HMAC key configured: using a random per-process key; redaction tokens will change on restart"
@@ -106,11 +116,7 @@ pub(crate) fn build_redactor(policy: &Policy, key_dir: Option<&Path>) -> Result<
         }
         return Ok(from_policy);
     };
-    if *from_policy.key_source() != KeySource::Generated {
-        return Ok(from_policy);
-    }
-    let key = load_or_create_key(&dir.join("hmac.key"))?;
-    Redactor::new(policy, key).map_err(|e| anyhow::anyhow!("{e}"))
+    Ok(from_policy)
 }
 
 fn load_or_create_key(path: &Path) -> Result<Secret> {

@@ -102,6 +102,7 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
     let policy = crate::process::load_policy(args.policy.as_deref())?;
     let key_dir = args.brokers.is_none().then(|| args.data_dir.join("keys"));
     let redactor = crate::process::build_redactor(&policy, key_dir.as_deref())?;
+    let log_for_sinks = log.clone();
     let processor = Processor::new(
         log.clone(),
         ProcessorConfig::default(),
@@ -118,19 +119,43 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
         },
         &registry,
     )?;
-    let app = http_app(router(ingest), registry);
+    // The sinks: archive (DATA_DIR/archive, signed by DATA_DIR/keys) and index (SQLite).
+    let sink_metrics = provenant_sink::SinkMetrics::new(&registry)?;
+    let archive_cfg = provenant_archive::ArchiveConfig {
+        url: args.data_dir.join("archive").display().to_string(),
+        key_dir: Some(args.data_dir.join("keys")),
+        spool_dir: Some(args.data_dir.join("spool")),
+        ..provenant_archive::ArchiveConfig::default()
+    };
+    let archive = crate::sinks::open_archive(&archive_cfg).await?;
+    let index_path = args.data_dir.join("index.db");
+    let index = Arc::new(
+        provenant_index::open(&index_path.display().to_string())
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let queries = provenant_index::http::router(
+        index.clone(),
+        provenant_index::http::QueryConfig {
+            token: args.token.clone(),
+        },
+    );
+    let app = http_app(router(ingest).merge(queries), registry);
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("listening on {}", args.http))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    println!("provenant up — roles running: ingest, processor");
+    println!("provenant up — roles running: ingest, processor, archive sink, index sink, queries");
     println!("  log       {log_desc}");
     println!("  http      http://{addr}");
     println!("  events    POST http://{addr}/v1/events");
     println!("  lineage   POST http://{addr}/api/v1/lineage");
     println!("  metrics   http://{addr}/metrics");
     println!("  health    http://{addr}/healthz");
-    println!("  not yet   archive and index sinks, queries (not built yet)");
+    println!("  queries   http://{addr}/v1/lineage/{{entity}}?direction=up&depth=6");
+    println!("  archive   {}", archive_cfg.url);
+    println!("  index     {}", index_path.display());
+    println!("  keys      {} (archive.pub: verify --pubkey)", args.data_dir.join("keys").display());
     tracing::info!(%addr, "http server listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -138,6 +163,27 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
     let processing = tokio::spawn(processor.run(async move {
         let _ = proc_stop.changed().await;
     }));
+    let (sinks_stop_tx, sinks_stop) = tokio::sync::watch::channel(false);
+    let mut archive_stop = sinks_stop.clone();
+    let archiving = tokio::spawn(provenant_sink::run(
+        log_for_sinks.clone(),
+        crate::sinks::ArchiveRole(archive),
+        provenant_sink::RunnerConfig::new("provenant-archive"),
+        sink_metrics.clone(),
+        async move {
+            let _ = archive_stop.changed().await;
+        },
+    ));
+    let mut index_stop = sinks_stop;
+    let indexing = tokio::spawn(provenant_sink::run(
+        log_for_sinks,
+        crate::sinks::IndexSink(index),
+        provenant_sink::RunnerConfig::new("provenant-index"),
+        sink_metrics,
+        async move {
+            let _ = index_stop.changed().await;
+        },
+    ));
     let mut http_stop = stop_rx;
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -159,13 +205,32 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
         .await
         .context("processor task")?
         .context("processor");
+    // Then the sinks: the archive closes its open segments (nothing half-written).
+    let _ = sinks_stop_tx.send(true);
+    let archived = archiving.await.context("archive task")?.context("archive sink");
+    let indexed = indexing.await.context("index task")?.context("index sink");
     served?;
-    processed
+    processed?;
+    archived?;
+    indexed
 }
 
 /// Every role's HTTP surface: the role routes plus `/healthz` and `/metrics`.
 pub(crate) fn http_app(routes: Router, registry: prometheus::Registry) -> Router {
-    routes.route("/healthz", get(|| async { "ok\n" })).route(
+    routes
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route(
+            "/version",
+            get(|| async {
+                axum::Json(serde_json::json!({
+                    "name": "provenant",
+                    "version": crate::version::SHORT,
+                    "commit": env!("PROVENANT_GIT_COMMIT"),
+                    "built_at": crate::version::build_time_rfc3339(),
+                }))
+            }),
+        )
+        .route(
         "/metrics",
         get(move || {
             let registry = registry.clone();

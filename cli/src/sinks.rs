@@ -1,0 +1,282 @@
+//! `provenant sink archive|index` and `provenant serve`, and the sink roles `provenant up`
+//! runs: each sink is a [`LedgerSink`] fed by `provenant_sink::run` as its own consumer
+//! group over `prov.ledger`.
+//!
+//! Settings from `--config FILE` (TOML, unknown keys refused) and flags, flags winning:
+//!
+//! ```toml
+//! data_dir = "provenant-data"       # embedded log in DATA_DIR/log (when no [kafka])
+//! http = "127.0.0.1:9465"           # /metrics, /healthz (and the query API for `serve`)
+//! [kafka]                           # provenant_kafka::KafkaConfig
+//! bootstrap_servers = "kafka-1:9092"
+//! [archive]                         # provenant_archive::ArchiveConfig
+//! url = "s3://provenant-archive/prod"
+//! key_dir = "/etc/provenant/keys"
+//! [index]
+//! url = "postgres://provenant@db/provenant"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand};
+use provenant_archive::{ArchiveConfig, ArchiveSink, load_or_create_key};
+use provenant_index::{AnyIndex, Index};
+use provenant_kafka::{KafkaConfig, KafkaLog};
+use provenant_log::Log;
+use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_schemas::ledger::LedgerEntry;
+use provenant_schemas::validity::ReaderState;
+use provenant_sink::{LedgerSink, RunnerConfig, SinkError, SinkMetrics};
+use serde::Deserialize;
+
+/// The index as a ledger sink: event records (and markers, link resolutions) applied with
+/// the reader state in one transaction.
+pub(crate) struct IndexSink(pub(crate) Arc<AnyIndex>);
+
+impl LedgerSink for IndexSink {
+    fn name(&self) -> &'static str {
+        "index"
+    }
+
+    async fn resume(&mut self, partition: u32) -> Result<Option<ReaderState>, SinkError> {
+        self.0
+            .reader_state(partition)
+            .await
+            .map_err(|e| SinkError::sink("index", e))
+    }
+
+    async fn write(
+        &mut self,
+        partition: u32,
+        entries: &[(u64, LedgerEntry)],
+        state: &ReaderState,
+    ) -> Result<(), SinkError> {
+        let records: Vec<_> = entries
+            .iter()
+            .filter_map(|(_, e)| match e {
+                LedgerEntry::Record(r) => Some(r.clone()),
+                LedgerEntry::Fence(_) => None,
+            })
+            .collect();
+        self.0
+            .apply(partition, &records, state)
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError::sink("index", e))
+    }
+
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        Ok(())
+    }
+
+    async fn close_partition(&mut self, _partition: u32) -> Result<(), SinkError> {
+        Ok(())
+    }
+}
+
+/// The archive as a ledger sink.
+pub(crate) struct ArchiveRole(pub(crate) ArchiveSink);
+
+impl LedgerSink for ArchiveRole {
+    fn name(&self) -> &'static str {
+        "archive"
+    }
+
+    async fn resume(&mut self, partition: u32) -> Result<Option<ReaderState>, SinkError> {
+        self.0
+            .resume(partition)
+            .await
+            .map_err(|e| SinkError::sink("archive", e))
+    }
+
+    async fn write(
+        &mut self,
+        partition: u32,
+        entries: &[(u64, LedgerEntry)],
+        state: &ReaderState,
+    ) -> Result<(), SinkError> {
+        self.0
+            .write(partition, entries, state)
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError::sink("archive", e))
+    }
+
+    async fn tick(&mut self) -> Result<(), SinkError> {
+        self.0
+            .tick(Instant::now())
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError::sink("archive", e))
+    }
+
+    async fn close_partition(&mut self, partition: u32) -> Result<(), SinkError> {
+        self.0
+            .close_partition(partition)
+            .await
+            .map(|_| ())
+            .map_err(|e| SinkError::sink("archive", e))
+    }
+}
+
+/// Opens the archive sink, creating its signing key on first start.
+pub(crate) async fn open_archive(cfg: &ArchiveConfig) -> Result<ArchiveSink> {
+    let key_dir = cfg
+        .key_dir
+        .clone()
+        .context("the archive needs key_dir (where archive.key and archive.pub live)")?;
+    let (key, public) = load_or_create_key(&key_dir, &cfg.key_name)
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(public_key = %public.display(), "checkpoint signing key ready");
+    ArchiveSink::open(cfg, key)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SinkCommand {
+    /// Archive the ledger write-once (segments, manifests, signed checkpoints).
+    Archive(SinkArgs),
+    /// Index the ledger's lineage (SQLite file or PostgreSQL).
+    Index(SinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SinkArgs {
+    /// Settings file (TOML): data_dir or [kafka], http, [archive], [index].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Run over a Kafka cluster (HOST:PORT,…) instead of the embedded log.
+    #[arg(long, env = "PROVENANT_BROKERS")]
+    brokers: Option<String>,
+    /// Address of this role's /metrics and /healthz. Port 0 picks a free port.
+    #[arg(long)]
+    http: Option<SocketAddr>,
+}
+
+/// The `--config` file of the sink and serve roles.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SinkFile {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) http: Option<SocketAddr>,
+    pub(crate) kafka: Option<KafkaConfig>,
+    #[serde(default)]
+    pub(crate) archive: Option<ArchiveConfig>,
+    #[serde(default)]
+    pub(crate) index: Option<IndexSection>,
+}
+
+/// The `[index]` table.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct IndexSection {
+    /// `sqlite:///path/index.db`, a plain path, or `postgres://…`.
+    pub(crate) url: String,
+}
+
+pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
+    let (args, which) = match cmd {
+        SinkCommand::Archive(a) => (a, "archive"),
+        SinkCommand::Index(a) => (a, "index"),
+    };
+    let file: SinkFile = match &args.config {
+        Some(p) => crate::process::load_toml(p)?,
+        None => SinkFile::default(),
+    };
+    let http = args
+        .http
+        .or(file.http)
+        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9465)));
+    let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
+    let kafka = match (&args.brokers, file.kafka) {
+        (Some(b), Some(mut k)) => {
+            k.bootstrap_servers.clone_from(b);
+            Some(k)
+        }
+        (Some(b), None) => Some(KafkaConfig::new(b.clone())),
+        (None, k) => k,
+    };
+    let archive = file.archive;
+    let index = file.index;
+    runtime.block_on(async move {
+        if let Some(k) = kafka {
+            let desc = format!("kafka {}", k.bootstrap_servers);
+            let log = Arc::new(KafkaLog::new(k).map_err(|e| anyhow::anyhow!("{e}"))?);
+            serve_sink(log, which, archive, index, http, &desc).await
+        } else {
+            let data_dir = file
+                .data_dir
+                .context("say where the log is: --brokers, [kafka] or data_dir in --config")?;
+            let dir = data_dir.join("log");
+            let log = Arc::new(
+                EmbeddedLog::open(&dir, EmbeddedConfig::default())
+                    .with_context(|| format!("opening the embedded log in {}", dir.display()))?,
+            );
+            serve_sink(log, which, archive, index, http, &format!("embedded, {}", dir.display()))
+                .await
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve_sink<L: Log>(
+    log: Arc<L>,
+    which: &'static str,
+    archive: Option<ArchiveConfig>,
+    index: Option<IndexSection>,
+    http: SocketAddr,
+    log_desc: &str,
+) -> Result<()> {
+    let signals = crate::shutdown::StopSignals::install()?;
+    let registry = prometheus::Registry::new();
+    let metrics = SinkMetrics::new(&registry)?;
+    let listener = tokio::net::TcpListener::bind(http)
+        .await
+        .with_context(|| format!("listening on {http}"))?;
+    let addr = listener.local_addr().context("reading the bound address")?;
+    let app = crate::up::http_app(axum::Router::new(), registry);
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut http_stop = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop.changed().await;
+            })
+            .await
+    });
+    println!("provenant sink {which} — roles running: {which} sink");
+    println!("  log       {log_desc}");
+    println!("  metrics   http://{addr}/metrics");
+    let mut stop = stop_rx;
+    let stopped = async move {
+        tokio::select! {
+            s = signals.wait() => { if let Err(e) = s { tracing::error!(error = %e, "signal handler failed"); } }
+            _ = stop.changed() => {}
+        }
+    };
+    let result = match which {
+        "archive" => {
+            let cfg = archive.context("--config needs an [archive] table (url, key_dir)")?;
+            println!("  archive   {}", cfg.url);
+            let sink = ArchiveRole(open_archive(&cfg).await?);
+            provenant_sink::run(log, sink, RunnerConfig::new("provenant-archive"), metrics, stopped).await
+        }
+        _ => {
+            let section = index.context("--config needs an [index] table (url)")?;
+            let idx = provenant_index::open(&section.url)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("  index     {}", provenant_index::IndexUrl::parse(&section.url).map(|u| u.redacted()).unwrap_or_default());
+            provenant_sink::run(log, IndexSink(Arc::new(idx)), RunnerConfig::new("provenant-index"), metrics, stopped).await
+        }
+    };
+    let _ = stop_tx.send(true);
+    let _ = server.await;
+    result.map_err(|e| anyhow::anyhow!("{which} sink: {e}"))
+}
