@@ -9,8 +9,10 @@ use provenant_schemas::event::{
 
 pub(crate) const KEY: &str = "test-key-0123456789abcdef-0123456789abcdef";
 
-pub(crate) fn redactor() -> Redactor {
-    Redactor::new(&Policy::default_policy(), Secret::from(KEY)).unwrap()
+/// The default policy with a fixed key (built once per test binary).
+pub(crate) fn redactor() -> &'static Redactor {
+    static R: std::sync::OnceLock<Redactor> = std::sync::OnceLock::new();
+    R.get_or_init(|| Redactor::new(&Policy::default_policy(), Secret::from(KEY)).unwrap())
 }
 
 pub(crate) fn event(kind: &str) -> Event {
