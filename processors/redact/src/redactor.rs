@@ -111,9 +111,55 @@ impl Format {
         match self {
             Format::CommitSha => validate::commit_sha("", v).is_ok(),
             Format::Digest => validate::digest("", v).is_ok(),
-            Format::Timestamp => validate::timestamp("", v).is_ok(),
+            Format::Timestamp => timestamp_shape(v),
             Format::Uuid => uuid::Uuid::parse_str(v).is_ok(),
         }
+    }
+}
+
+/// `dddd-dd-ddTdd:dd:dd[.d+](Z|±dd:dd)`: the shape of an RFC 3339 timestamp, checked
+/// without parsing (a validated event's timestamps have it; a value of this shape holds
+/// nothing any detector matches, so skipping it is safe even when the date is not real).
+fn timestamp_shape(v: &str) -> bool {
+    let b = v.as_bytes();
+    let d = |i: usize| b.get(i).is_some_and(u8::is_ascii_digit);
+    let c = |i: usize, x: u8| b.get(i) == Some(&x);
+    let head = (0..4).all(d)
+        && c(4, b'-')
+        && d(5)
+        && d(6)
+        && c(7, b'-')
+        && d(8)
+        && d(9)
+        && c(10, b'T')
+        && d(11)
+        && d(12)
+        && c(13, b':')
+        && d(14)
+        && d(15)
+        && c(16, b':')
+        && d(17)
+        && d(18);
+    if !head {
+        return false;
+    }
+    let mut i = 19;
+    if c(i, b'.') {
+        i += 1;
+        let start = i;
+        while d(i) {
+            i += 1;
+        }
+        if i == start || i - start > 9 {
+            return false;
+        }
+    }
+    match b.get(i) {
+        Some(b'Z') => i + 1 == b.len(),
+        Some(b'+' | b'-') => {
+            i + 6 == b.len() && d(i + 1) && d(i + 2) && c(i + 3, b':') && d(i + 4) && d(i + 5)
+        }
+        _ => false,
     }
 }
 
@@ -972,6 +1018,27 @@ fn fmt_index(mut i: usize, buf: &mut [u8; 20]) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timestamp_shapes() {
+        for ok in [
+            "2026-11-23T10:00:00Z",
+            "2026-11-23T10:00:00.123456789+05:30",
+            "1999-12-31T23:59:59-08:00",
+        ] {
+            assert!(timestamp_shape(ok), "{ok}");
+        }
+        for bad in [
+            "2026-11-23",
+            "2026-11-23T10:00:00",
+            "2026-11-23T10:00:00.Z",
+            "2026-11-23T10:00:00Zx",
+            "2026-11-23 10:00:00Z",
+            "123-45-6789",
+        ] {
+            assert!(!timestamp_shape(bad), "{bad}");
+        }
+    }
 
     #[test]
     fn index_formatting() {

@@ -20,7 +20,7 @@
 //! past either end reads as NUL, which no detector accepts); runs in time linear in the
 //! input for every detector except that PEM blocks and e-mail look-backs are bounded.
 
-use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, Input, MatchKind};
 
 use crate::detector::Detector;
 use crate::glob::Glob;
@@ -50,15 +50,17 @@ enum Trigger {
     Pem,
     ProtectToken,
     ProtectMask,
-    SecretWord,
 }
 
 const LITERALS: &[(&str, Trigger)] = &[
     ("AKIA", Trigger::AwsAccess),
     ("ASIA", Trigger::AwsAccess),
     ("secret_access_key", Trigger::AwsSecretWord),
+    ("SECRET_ACCESS_KEY", Trigger::AwsSecretWord),
+    ("SecretAccessKey", Trigger::AwsSecretWord),
     ("secretaccesskey", Trigger::AwsSecretWord),
     ("aws_secret_key", Trigger::AwsSecretWord),
+    ("AWS_SECRET_KEY", Trigger::AwsSecretWord),
     ("AIza", Trigger::GcpApi),
     ("AccountKey=", Trigger::AzureKey),
     ("SharedAccessKey=", Trigger::AzureKey),
@@ -122,11 +124,6 @@ impl KeyMatcher {
         }
     }
 
-    /// The literal words every secret-like key contains (for the scanner's automaton).
-    pub(crate) fn literals(&self) -> impl Iterator<Item = &[u8]> {
-        self.patterns.iter().map(Glob::longest_literal)
-    }
-
     /// Whether `key` is secret-like, and how.
     pub(crate) fn kind(&self, key: &str) -> Option<KeyKind> {
         let words = self.words.as_ref()?;
@@ -160,24 +157,18 @@ impl Scanner {
         enabled: [bool; Detector::ALL.len()],
         keys: KeyMatcher,
     ) -> Result<Self, aho_corasick::BuildError> {
-        let mut pats: Vec<Vec<u8>> = LITERALS
-            .iter()
-            .map(|(p, _)| p.as_bytes().to_vec())
-            .collect();
-        let mut triggers: Vec<Trigger> = LITERALS.iter().map(|(_, t)| *t).collect();
-        for lit in keys.literals() {
-            pats.push(lit.to_vec());
-            triggers.push(Trigger::SecretWord);
-        }
-        // A DFA for speed; the NFA if the DFA were refused (it has a size limit).
+        let pats: Vec<&str> = LITERALS.iter().map(|(p, _)| *p).collect();
+        let triggers: Vec<Trigger> = LITERALS.iter().map(|(_, t)| *t).collect();
+        // Exact case and leftmost-longest, so that the automaton can use its SIMD prefilter:
+        // a string holding none of the literals is skipped at memory speed. Secret-like key
+        // words (any case) are found by the byte pass at `=` / `:` instead.
         let ac = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .match_kind(MatchKind::Standard)
+            .match_kind(MatchKind::LeftmostLongest)
             .kind(Some(AhoCorasickKind::DFA))
             .build(&pats)
             .or_else(|_| {
                 AhoCorasick::builder()
-                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::LeftmostLongest)
                     .build(&pats)
             })?;
         Ok(Self {
@@ -222,9 +213,15 @@ impl Scanner {
 
     fn literal_pass(&self, s: &str, out: &mut Vec<Finding>, protect: &mut Vec<(usize, usize)>) {
         let b = s.as_bytes();
-        // The end of the last key word examined, so that `secret_token` is looked at once.
-        let mut word_done = 0usize;
-        for m in self.ac.find_overlapping_iter(s) {
+        // Leftmost-longest matches, restarting one byte after each match start: every
+        // literal occurrence is seen except one starting where a longer one starts (none of
+        // the literals is a prefix of another).
+        let mut from = 0;
+        while from < s.len() {
+            let Some(m) = self.ac.find(Input::new(s).span(from..s.len())) else {
+                break;
+            };
+            from = m.start() + 1;
             let Some(&trigger) = self.triggers.get(m.pattern().as_usize()) else {
                 continue;
             };
@@ -232,7 +229,10 @@ impl Scanner {
             let lit = b.get(ps..pe).unwrap_or_default();
             let found: Option<(usize, usize, Detector)> = match trigger {
                 Trigger::AwsAccess => self.aws_access(b, ps, pe, lit),
-                Trigger::AwsSecretWord => self.aws_secret(b, ps, pe),
+                Trigger::AwsSecretWord => self.aws_secret(b, ps, pe).or_else(|| {
+                    let (ws, we) = expand_word(b, ps, pe);
+                    self.secret_assignment(b, ws, we)
+                }),
                 Trigger::GcpApi => self.gcp_api(b, ps, pe, lit),
                 Trigger::AzureKey => self.azure_key(b, pe, lit),
                 Trigger::AzureSig => self.azure_sig(b, ps, pe, lit),
@@ -264,15 +264,6 @@ impl Scanner {
                         protect.push((ps, end));
                     }
                     None
-                }
-                Trigger::SecretWord => {
-                    if ps < word_done {
-                        None
-                    } else {
-                        let (ws, we) = expand_word(b, ps, pe);
-                        word_done = we;
-                        self.secret_assignment(b, ws, we)
-                    }
                 }
             };
             if let Some((start, end, detector)) = found
@@ -480,11 +471,15 @@ impl Scanner {
         // IPv6 candidates already examined end here.
         let mut v6_until = 0;
         while i < n {
-            let c = at(b, i);
-            if !is_interesting(c) {
-                i += 1;
-                continue;
+            // Skip to the next byte that can start something.
+            match b
+                .get(i..)
+                .and_then(|rest| rest.iter().position(|c| is_interesting(*c)))
+            {
+                Some(k) => i += k,
+                None => break,
             }
+            let c = at(b, i);
             let hit = match c {
                 b'0'..=b'9' => {
                     let hit = if num_boundary(b, i) {
@@ -499,9 +494,19 @@ impl Scanner {
                     hit
                 }
                 b'@' => self.email(b, i, floor),
+                b'=' => self.key_value(b, i, floor),
+                b'-' => {
+                    if at(b, i + 1) == b'-' && !is_key_char(before(b, i)) {
+                        self.flag_value(b, i)
+                    } else {
+                        None
+                    }
+                }
                 b':' => {
                     if at(b, i + 1) == b'/' && at(b, i + 2) == b'/' {
                         self.url_credentials(b, i)
+                    } else if let Some(hit) = self.key_value(b, i, floor) {
+                        Some(hit)
                     } else if i >= v6_until {
                         let (hit, until) = self.ipv6(b, i, floor);
                         v6_until = until;
@@ -533,6 +538,42 @@ impl Scanner {
                 _ => i += 1,
             }
         }
+    }
+
+    /// `key=value`, `key: value`, `"key": "value"` at the `=` or `:` at `i`, when the key
+    /// word before it is secret-like (in any case).
+    fn key_value(&self, b: &[u8], i: usize, floor: usize) -> Option<Hit> {
+        if !self.on(Detector::SecretKeyEntropy) {
+            return None;
+        }
+        let mut we = i;
+        while we > floor && i - we < 4 && matches!(before(b, we), b' ' | b'\t') {
+            we -= 1;
+        }
+        if we > floor && matches!(before(b, we), b'"' | b'\'') {
+            we -= 1;
+        }
+        let mut ws = we;
+        while ws > floor && we - ws < 128 && is_key_char(before(b, ws)) {
+            ws -= 1;
+        }
+        if ws == we {
+            return None;
+        }
+        self.secret_assignment(b, ws, we)
+    }
+
+    /// `--password value` / `--token=value` at the `--` at `i`.
+    fn flag_value(&self, b: &[u8], i: usize) -> Option<Hit> {
+        if !self.on(Detector::SecretKeyEntropy) {
+            return None;
+        }
+        let we = run(b, i, is_key_char);
+        if we - i > 128 || matches!(at(b, we), b'=' | b':') {
+            // `--key=value` is handled at its `=`.
+            return None;
+        }
+        self.secret_assignment(b, i, we)
     }
 
     /// A run of digit groups starting at a word boundary: IPv4, US SSN, NANP phone number or
@@ -1302,8 +1343,23 @@ fn num_boundary(b: &[u8], i: usize) -> bool {
 /// Bytes that can start something the byte pass looks for.
 #[inline]
 fn is_interesting(c: u8) -> bool {
-    c.is_ascii_digit() || c.is_ascii_uppercase() || matches!(c, b'@' | b':' | b'+' | b'(')
+    INTERESTING.get(usize::from(c)).copied().unwrap_or(false)
 }
+
+// Indexing in a const initializer is checked at compile time.
+#[allow(clippy::indexing_slicing)]
+static INTERESTING: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_digit()
+            || b.is_ascii_uppercase()
+            || matches!(b, b'@' | b':' | b'+' | b'(' | b'=' | b'-');
+        c += 1;
+    }
+    t
+};
 
 /// IBAN lengths by country (SWIFT IBAN registry).
 const IBAN_LENGTHS: &[(&str, u8)] = &[
