@@ -9,12 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod demo;
 mod dev_kafka;
 mod emit;
 mod process;
 mod query;
-mod sinks;
 mod shutdown;
+mod sinks;
 mod up;
 mod validate;
 mod version;
@@ -40,6 +41,14 @@ struct Cli {
 enum Command {
     /// Print version, commit and build time.
     Version,
+    /// Run the whole pipeline in this process on a realistic story and show the proof.
+    ///
+    /// Starts ingest, processor, archive and index on the embedded log (a temporary
+    /// directory unless --data-dir), emits a CI build, artifact, deploys, approval, running
+    /// instances, a late build event, bad input and a data job, then prints the lineage tree,
+    /// the redactions, coverage, the DLQ and the archive's verify result. Exit 0 when verify
+    /// passes and the lineage reaches the commit.
+    Demo(demo::DemoArgs),
     /// Run librdkafka's in-memory mock Kafka broker, for development and tests only.
     ///
     /// This is librdkafka's mock cluster (rdkafka::mocking), not Apache Kafka: it speaks the
@@ -86,6 +95,7 @@ fn main() -> ExitCode {
             println!("provenant {}", version::LONG);
             ExitCode::SUCCESS
         }
+        Command::Demo(args) => report(demo::run(&args)),
         Command::DevKafka(args) => dev_kafka::run(&args),
         Command::Up(args) => match up::run(&args) {
             Ok(code) => code,

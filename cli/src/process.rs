@@ -101,7 +101,9 @@ pub(crate) fn build_redactor(policy: &Policy, key_dir: Option<&Path>) -> Result<
         let h = &policy.hmac;
         let named = h.key.is_some()
             || h.key_file.is_some()
-            || h.key_env.as_ref().is_some_and(|v| std::env::var_os(v).is_some());
+            || h.key_env
+                .as_ref()
+                .is_some_and(|v| std::env::var_os(v).is_some());
         if !named {
             let key = load_or_create_key(&dir.join("hmac.key"))?;
             return Redactor::new(policy, key).map_err(|e| anyhow::anyhow!("{e}"));

@@ -69,7 +69,12 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode> {
 pub(crate) struct QueryArgs {
     /// The index: `sqlite:///path/index.db`, a plain path (e.g. DATA_DIR/index.db of
     /// `provenant up`), or `postgres://…`.
-    #[arg(long, env = "PROVENANT_INDEX", global = true, default_value = "provenant-data/index.db")]
+    #[arg(
+        long,
+        env = "PROVENANT_INDEX",
+        global = true,
+        default_value = "provenant-data/index.db"
+    )]
     index: String,
     /// Print JSON instead of text.
     #[arg(long, global = true)]
@@ -169,7 +174,9 @@ pub(crate) fn run_query(args: &QueryArgs) -> Result<ExitCode> {
                 } else {
                     match r {
                         Some(d) => format!("{} → {} ({})", d.deploy_id, d.artifact, d.deployed_at),
-                        None => format!("no earlier deployment of {service} in {env} to roll back to"),
+                        None => {
+                            format!("no earlier deployment of {service} in {env} to roll back to")
+                        }
                     }
                 }
             }
@@ -205,7 +212,10 @@ pub(crate) fn coverage_text(c: &provenant_index::Coverage) -> String {
         c.proven, c.deployed_artifacts
     );
     for u in &c.unproven {
-        out.push_str(&format!("\n  unproven: {}", serde_json::to_string(u).unwrap_or_default()));
+        out.push_str(&format!(
+            "\n  unproven: {}",
+            serde_json::to_string(u).unwrap_or_default()
+        ));
     }
     out
 }

@@ -130,8 +130,8 @@ pub(crate) async fn open_archive(cfg: &ArchiveConfig) -> Result<ArchiveSink> {
         .key_dir
         .clone()
         .context("the archive needs key_dir (where archive.key and archive.pub live)")?;
-    let (key, public) = load_or_create_key(&key_dir, &cfg.key_name)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (key, public) =
+        load_or_create_key(&key_dir, &cfg.key_name).map_err(|e| anyhow::anyhow!("{e}"))?;
     tracing::info!(public_key = %public.display(), "checkpoint signing key ready");
     ArchiveSink::open(cfg, key)
         .await
@@ -218,8 +218,15 @@ pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
                 EmbeddedLog::open(&dir, EmbeddedConfig::default())
                     .with_context(|| format!("opening the embedded log in {}", dir.display()))?,
             );
-            serve_sink(log, which, archive, index, http, &format!("embedded, {}", dir.display()))
-                .await
+            serve_sink(
+                log,
+                which,
+                archive,
+                index,
+                http,
+                &format!("embedded, {}", dir.display()),
+            )
+            .await
         }
     })?;
     Ok(ExitCode::SUCCESS)
@@ -265,15 +272,34 @@ async fn serve_sink<L: Log>(
             let cfg = archive.context("--config needs an [archive] table (url, key_dir)")?;
             println!("  archive   {}", cfg.url);
             let sink = ArchiveRole(open_archive(&cfg).await?);
-            provenant_sink::run(log, sink, RunnerConfig::new("provenant-archive"), metrics, stopped).await
+            provenant_sink::run(
+                log,
+                sink,
+                RunnerConfig::new("provenant-archive"),
+                metrics,
+                stopped,
+            )
+            .await
         }
         _ => {
             let section = index.context("--config needs an [index] table (url)")?;
             let idx = provenant_index::open(&section.url)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("  index     {}", provenant_index::IndexUrl::parse(&section.url).map(|u| u.redacted()).unwrap_or_default());
-            provenant_sink::run(log, IndexSink(Arc::new(idx)), RunnerConfig::new("provenant-index"), metrics, stopped).await
+            println!(
+                "  index     {}",
+                provenant_index::IndexUrl::parse(&section.url)
+                    .map(|u| u.redacted())
+                    .unwrap_or_default()
+            );
+            provenant_sink::run(
+                log,
+                IndexSink(Arc::new(idx)),
+                RunnerConfig::new("provenant-index"),
+                metrics,
+                stopped,
+            )
+            .await
         }
     };
     let _ = stop_tx.send(true);

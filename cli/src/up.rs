@@ -35,38 +35,38 @@ pub(crate) struct UpArgs {
         value_name = "DIR",
         default_value = "provenant-data"
     )]
-    data_dir: PathBuf,
+    pub(crate) data_dir: PathBuf,
 
     /// Address of the HTTP server (ingest, /metrics, /healthz). Port 0 picks a free port.
     #[arg(long, env = "PROVENANT_HTTP", default_value = "127.0.0.1:8080")]
-    http: SocketAddr,
+    pub(crate) http: SocketAddr,
 
     /// Run over a Kafka cluster (HOST:PORT,…) instead of the embedded log.
     #[arg(long, env = "PROVENANT_BROKERS")]
-    brokers: Option<String>,
+    pub(crate) brokers: Option<String>,
 
     /// Kafka client settings as TOML (bootstrap_servers, client_id, compression, linger_ms,
     /// message_timeout_ms, … and `[settings]` passed to librdkafka: TLS, SASL). --brokers
     /// overrides bootstrap_servers.
     #[arg(long, value_name = "FILE")]
-    kafka_config: Option<PathBuf>,
+    pub(crate) kafka_config: Option<PathBuf>,
 
     /// Require `Authorization: Bearer <token>` on ingest.
     #[arg(long, env = "PROVENANT_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    pub(crate) token: Option<String>,
 
     /// Allow listening on a non-loopback address without a token.
     #[arg(long)]
-    insecure: bool,
+    pub(crate) insecure: bool,
 
     /// Redaction policy file (TOML); default: the built-in policy. Without a key named by
     /// the policy, the HMAC key is DATA_DIR/keys/hmac.key (created on first start).
     #[arg(long, value_name = "FILE")]
-    policy: Option<PathBuf>,
+    pub(crate) policy: Option<PathBuf>,
 
     /// Partitions of prov.raw, prov.ledger and prov.dlq when the embedded log is created.
     #[arg(long, default_value_t = provenant_log::embedded::DEFAULT_PARTITIONS)]
-    partitions: u32,
+    pub(crate) partitions: u32,
 }
 
 pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
@@ -79,7 +79,12 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
         };
         config.bootstrap_servers.clone_from(brokers);
         let log = provenant_kafka::KafkaLog::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
-        runtime.block_on(serve(args, Arc::new(log), &format!("kafka {brokers}")))?;
+        runtime.block_on(serve(
+            args,
+            Arc::new(log),
+            &format!("kafka {brokers}"),
+            None,
+        ))?;
     } else {
         let dir = args.data_dir.join("log");
         let log = EmbeddedLog::open(
@@ -91,13 +96,27 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
         )
         .with_context(|| format!("opening the embedded log in {}", dir.display()))?;
         let what = format!("embedded, {}", dir.display());
-        runtime.block_on(serve(args, Arc::new(log), &what))?;
+        runtime.block_on(serve(args, Arc::new(log), &what, None))?;
     }
     Ok(ExitCode::SUCCESS)
 }
 
-async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()> {
+/// Runs every role until SIGTERM/Ctrl-C, or until `embedded` stops it: `provenant demo`
+/// passes a channel that receives the bound address (nothing is printed then) and a stop.
+pub(crate) async fn serve<L: Log>(
+    args: &UpArgs,
+    log: Arc<L>,
+    log_desc: &str,
+    embedded: Option<(
+        tokio::sync::oneshot::Sender<std::net::SocketAddr>,
+        tokio::sync::oneshot::Receiver<()>,
+    )>,
+) -> Result<()> {
     let signals = crate::shutdown::StopSignals::install()?;
+    let (ready, stop_request) = match embedded {
+        Some((ready, stop)) => (Some(ready), Some(stop)),
+        None => (None, None),
+    };
     let registry = prometheus::Registry::new();
     let policy = crate::process::load_policy(args.policy.as_deref())?;
     let key_dir = args.brokers.is_none().then(|| args.data_dir.join("keys"));
@@ -145,17 +164,26 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
         .await
         .with_context(|| format!("listening on {}", args.http))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    println!("provenant up — roles running: ingest, processor, archive sink, index sink, queries");
-    println!("  log       {log_desc}");
-    println!("  http      http://{addr}");
-    println!("  events    POST http://{addr}/v1/events");
-    println!("  lineage   POST http://{addr}/api/v1/lineage");
-    println!("  metrics   http://{addr}/metrics");
-    println!("  health    http://{addr}/healthz");
-    println!("  queries   http://{addr}/v1/lineage/{{entity}}?direction=up&depth=6");
-    println!("  archive   {}", archive_cfg.url);
-    println!("  index     {}", index_path.display());
-    println!("  keys      {} (archive.pub: verify --pubkey)", args.data_dir.join("keys").display());
+    if let Some(ready) = ready {
+        let _ = ready.send(addr);
+    } else {
+        println!(
+            "provenant up — roles running: ingest, processor, archive sink, index sink, queries"
+        );
+        println!("  log       {log_desc}");
+        println!("  http      http://{addr}");
+        println!("  events    POST http://{addr}/v1/events");
+        println!("  lineage   POST http://{addr}/api/v1/lineage");
+        println!("  metrics   http://{addr}/metrics");
+        println!("  health    http://{addr}/healthz");
+        println!("  queries   http://{addr}/v1/lineage/{{entity}}?direction=up&depth=6");
+        println!("  archive   {}", archive_cfg.url);
+        println!("  index     {}", index_path.display());
+        println!(
+            "  keys      {} (archive.pub: verify --pubkey)",
+            args.data_dir.join("keys").display()
+        );
+    }
     tracing::info!(%addr, "http server listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -187,12 +215,21 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
     let mut http_stop = stop_rx;
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
+            let requested = async move {
+                match stop_request {
+                    Some(rx) => {
+                        let _ = rx.await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
             tokio::select! {
                 s = signals.wait() => {
                     if let Err(e) = s {
                         tracing::error!(error = %e, "signal handler failed; stopping");
                     }
                 }
+                () = requested => {}
                 _ = http_stop.changed() => {}
             }
             tracing::info!("stopping: finishing requests in flight");
@@ -207,7 +244,10 @@ async fn serve<L: Log>(args: &UpArgs, log: Arc<L>, log_desc: &str) -> Result<()>
         .context("processor");
     // Then the sinks: the archive closes its open segments (nothing half-written).
     let _ = sinks_stop_tx.send(true);
-    let archived = archiving.await.context("archive task")?.context("archive sink");
+    let archived = archiving
+        .await
+        .context("archive task")?
+        .context("archive sink");
     let indexed = indexing.await.context("index task")?.context("index sink");
     served?;
     processed?;
@@ -231,25 +271,25 @@ pub(crate) fn http_app(routes: Router, registry: prometheus::Registry) -> Router
             }),
         )
         .route(
-        "/metrics",
-        get(move || {
-            let registry = registry.clone();
-            async move {
-                let mut out = String::new();
-                let encoder = prometheus::TextEncoder::new();
-                match encoder.encode_utf8(&registry.gather(), &mut out) {
-                    Ok(()) => (
-                        [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
-                        out,
-                    )
-                        .into_response(),
-                    Err(e) => (
-                        axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-                        format!("encoding metrics: {e}"),
-                    )
-                        .into_response(),
+            "/metrics",
+            get(move || {
+                let registry = registry.clone();
+                async move {
+                    let mut out = String::new();
+                    let encoder = prometheus::TextEncoder::new();
+                    match encoder.encode_utf8(&registry.gather(), &mut out) {
+                        Ok(()) => (
+                            [(axum::http::header::CONTENT_TYPE, prometheus::TEXT_FORMAT)],
+                            out,
+                        )
+                            .into_response(),
+                        Err(e) => (
+                            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+                            format!("encoding metrics: {e}"),
+                        )
+                            .into_response(),
+                    }
                 }
-            }
-        }),
-    )
+            }),
+        )
 }
