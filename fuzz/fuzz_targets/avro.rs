@@ -16,11 +16,11 @@ fuzz_target!(|data: &[u8]| {
         let again = Event::from_json(&event.to_json_bytes(), &Limits::DEFAULT);
         assert_eq!(again.as_ref(), Ok(&event));
     }
-    if let Some(SchemaId::Data(kind)) = avro::schema_of(data) {
-        if let Ok(d) = avro::decode_data(kind, data, &Limits::DEFAULT) {
-            assert_eq!(d.kind(), kind);
-            let again = avro::decode_data(kind, &avro::encode_data(&d), &Limits::DEFAULT);
-            assert_eq!(again.as_ref(), Ok(&d));
-        }
+    if let Some(SchemaId::Data(kind)) = avro::schema_of(data)
+        && let Ok(d) = avro::decode_data(kind, data, &Limits::DEFAULT)
+    {
+        assert_eq!(d.kind(), kind);
+        let again = avro::decode_data(kind, &avro::encode_data(&d), &Limits::DEFAULT);
+        assert_eq!(again.as_ref(), Ok(&d));
     }
 });
