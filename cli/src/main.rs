@@ -9,6 +9,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod archive;
 mod demo;
 mod dev_kafka;
 mod emit;
@@ -18,6 +19,7 @@ mod shutdown;
 mod sinks;
 mod up;
 mod validate;
+mod verify;
 mod version;
 
 /// Provenant — provenance you can prove.
@@ -85,6 +87,16 @@ enum Command {
     Up(up::UpArgs),
     /// Check events (CloudEvents, CDEvents, OpenLineage) from a file or stdin; exit 1 if any is invalid.
     Validate(validate::ValidateArgs),
+    /// Check a cold archive offline: segment digests, record hashes, the chain, gaps, Merkle
+    /// roots and (with --pubkey) checkpoint signatures; exit 1 on any integrity failure.
+    Verify(verify::VerifyArgs),
+    /// Tools over a cold archive: dump its records as NDJSON, create its signing key.
+    Archive(archive::ArchiveArgs),
+    /// Print an inclusion proof (record, Merkle audit path, signed checkpoint) of an event in
+    /// an archive, as JSON that `verify-proof` checks without the archive.
+    Prove(archive::ProveArgs),
+    /// Check an inclusion proof printed by `prove` against the archive's public key.
+    VerifyProof(archive::VerifyProofArgs),
 }
 
 fn main() -> ExitCode {
@@ -122,6 +134,10 @@ fn main() -> ExitCode {
             }
         },
         Command::Validate(args) => validate::run(&args),
+        Command::Verify(args) => verify::run(&args),
+        Command::Archive(args) => archive::run(&args),
+        Command::Prove(args) => archive::run_prove(&args),
+        Command::VerifyProof(args) => archive::run_verify_proof(&args),
     }
 }
 

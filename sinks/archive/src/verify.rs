@@ -227,6 +227,8 @@ struct Outcome {
     actual: Option<([u8; 32], i64, [u8; 32])>,
     /// Size and root of the checkpoint, if it parsed.
     checkpoint: Option<(u64, Hash)>,
+    /// What the manifest says the last hash is (used when the records could not all be read).
+    claimed_last_hash: [u8; 32],
     leaves: Vec<Hash>,
     failures: Vec<Failure>,
 }
@@ -508,6 +510,7 @@ pub async fn verify(
                     // segments are still checked against something.
                     let m = first.saturating_add(i64::try_from(o.records).unwrap_or(0));
                     expected_next = expected_next.max(m);
+                    prev_hash = o.claimed_last_hash;
                 }
             }
             if let Some((size, root)) = o.checkpoint
@@ -651,6 +654,7 @@ fn check_segment(
         seq: t.seq,
         bytes: bytes.len() as u64,
         records: m.record_count,
+        claimed_last_hash: m.last_hash.0,
         ..Outcome::default()
     };
     let mkey = layout::key(p, t.seq, ObjectKind::Manifest);
