@@ -361,3 +361,80 @@ pub(crate) fn check_depth(depth: u32) -> Result<i32, IndexError> {
     }
     i32::try_from(depth).map_err(|_| IndexError::InvalidArgument("depth out of range".into()))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing
+    )]
+
+    use super::*;
+
+    #[test]
+    fn index_urls() {
+        assert_eq!(
+            IndexUrl::parse("/var/lib/provenant/index.db").unwrap(),
+            IndexUrl::Sqlite("/var/lib/provenant/index.db".into())
+        );
+        assert_eq!(
+            IndexUrl::parse("sqlite:///var/lib/index.db").unwrap(),
+            IndexUrl::Sqlite("/var/lib/index.db".into())
+        );
+        assert_eq!(
+            IndexUrl::parse("sqlite://data/index.db").unwrap(),
+            IndexUrl::Sqlite("data/index.db".into())
+        );
+        assert_eq!(
+            IndexUrl::parse("sqlite:index.db").unwrap(),
+            IndexUrl::Sqlite("index.db".into())
+        );
+        for pg in [
+            "postgres://u@localhost/db",
+            "postgresql://u:p@h:5433/db?sslmode=disable",
+        ] {
+            assert_eq!(IndexUrl::parse(pg).unwrap(), IndexUrl::Postgres(pg.into()));
+        }
+        for bad in [
+            "",
+            "sqlite://",
+            "sqlite::memory:",
+            "mysql://h/db",
+            "s3://b/k",
+        ] {
+            assert!(IndexUrl::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn postgres_passwords_never_reach_logs() {
+        let u = IndexUrl::parse(
+            "postgres://app:hunter2@db.internal:5432/prov?password=x&sslmode=disable",
+        )
+        .unwrap();
+        let shown = u.redacted();
+        assert_eq!(
+            shown,
+            "postgres://app:***@db.internal:5432/prov?password=***&sslmode=disable"
+        );
+        assert_eq!(
+            postgres::redact_url("postgres://app@db/prov"),
+            "postgres://app@db/prov"
+        );
+    }
+
+    #[test]
+    fn edge_orientation() {
+        use provenant_schemas::Relation;
+        for r in Relation::ALL {
+            let down = matches!(
+                r,
+                Relation::InEnvironment | Relation::Writes | Relation::Approves
+            );
+            assert_eq!(target_is_upstream(r), !down, "{r:?}");
+            assert_eq!(relation_target_is_upstream(r.as_str()), !down);
+        }
+    }
+}

@@ -9,6 +9,9 @@
 //! `LIMIT $3` caps the rows it may produce (both engines evaluate the walk breadth first, so
 //! the nodes kept are the nearest). One statement returns both the nodes (part 0) and the
 //! edges between them with the event behind each (part 1), so the answer is one snapshot.
+//! The edge part is written with `CROSS JOIN`: SQLite keeps that join order (nodes outside,
+//! then the index on the near key), where it would otherwise scan `edges` whole because it
+//! cannot tell how small `nodes` is; PostgreSQL reads it as a plain inner join.
 
 use crate::Direction;
 
@@ -44,11 +47,9 @@ UNION ALL
 SELECT 1, e.down_key, n.depth, e.relation, e.up_key, v.source, NULL,
        v.id, e.partition, e.seq, v.hash, e.status, e.target_partition, e.target_seq,
        e.target_hash, e.resolved_by_seq, NULL
-FROM nodes n
-JOIN edges e ON e.{near} = n.key
-JOIN nodes m ON m.key = e.{far}
-JOIN events v ON v.partition = e.partition AND v.seq = e.seq
-WHERE n.depth < $2"
+FROM nodes n CROSS JOIN edges e CROSS JOIN nodes m CROSS JOIN events v
+WHERE e.{near} = n.key AND m.key = e.{far} AND v.partition = e.partition AND v.seq = e.seq
+  AND n.depth < $2"
     )
 }
 
