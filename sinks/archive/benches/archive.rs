@@ -13,7 +13,12 @@
 //!    every partition has an open segment all along). Reports the peak of Rust heap bytes above
 //!    the baseline (a counting allocator) and the peak RSS (VmHWM, reset through
 //!    /proc/self/clear_refs before each run; it includes zstd's C allocations).
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::print_stdout, clippy::print_stderr)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::print_stdout,
+    clippy::print_stderr
+)]
 // The counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to the system
 // allocator and counts.
 #![allow(unsafe_code)]
@@ -50,7 +55,10 @@ unsafe impl GlobalAlloc for Counting {
 static ALLOC: Counting = Counting;
 
 fn env_usize(name: &str, default: usize) -> usize {
-    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn median(mut v: Vec<Duration>) -> Duration {
@@ -89,85 +97,119 @@ fn main() {
     let records = env_usize("ARCHIVE_BENCH_RECORDS", 200_000);
     let rounds = env_usize("ARCHIVE_BENCH_ROUNDS", 5);
     let mem_records = env_usize("ARCHIVE_BENCH_MEM_RECORDS", 1_000);
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
 
-    // ---- 1. verify vs sha256sum
-    let root = dir.path().join("verify");
-    let url = format!("file://{}", root.display());
-    let store = ArchiveStore::open(&url, &S3Options::default()).unwrap();
-    let t = Instant::now();
-    rt.block_on(async {
-        let cfg = ArchiveConfig {
-            archive_id: "bench".into(),
-            rotate_records: 10_000,
-            ..ArchiveConfig::default()
-        };
-        let mut sink = ArchiveSink::with_store(&cfg, store.clone(), test_key()).unwrap();
-        let parts = 4u32;
-        let per = records / parts as usize;
-        for p in 0..parts {
-            sink.resume(p).await.unwrap();
-            let mut g = LedgerGen::new(p);
-            let mut batch = vec![g.fence()];
-            let mut left = per;
-            while left > 0 {
-                let n = left.min(1000);
-                batch.extend(g.records(n).unwrap());
-                sink.write(p, &batch, &g.state()).await.unwrap();
-                batch.clear();
-                left -= n;
+    // ---- 1. verify vs sha256sum (ARCHIVE_BENCH_RECORDS=0 skips it)
+    if records > 0 {
+        let root = dir.path().join("verify");
+        let url = format!("file://{}", root.display());
+        let store = ArchiveStore::open(&url, &S3Options::default()).unwrap();
+        let t = Instant::now();
+        rt.block_on(async {
+            let cfg = ArchiveConfig {
+                archive_id: "bench".into(),
+                rotate_records: 10_000,
+                ..ArchiveConfig::default()
+            };
+            let mut sink = ArchiveSink::with_store(&cfg, store.clone(), test_key()).unwrap();
+            let parts = 4u32;
+            let per = records / parts as usize;
+            for p in 0..parts {
+                sink.resume(p).await.unwrap();
+                let mut g = LedgerGen::new(p);
+                let mut batch = vec![g.fence()];
+                let mut left = per;
+                while left > 0 {
+                    let n = left.min(1000);
+                    batch.extend(g.records(n).unwrap());
+                    sink.write(p, &batch, &g.state()).await.unwrap();
+                    batch.clear();
+                    left -= n;
+                }
             }
+            sink.close().await.unwrap();
+        });
+        let files = segment_files(&root);
+        let bytes: u64 = files
+            .iter()
+            .map(|f| std::fs::metadata(f).unwrap().len())
+            .sum();
+        eprintln!(
+            "built {records} records in {} segments, {bytes} bytes, in {:.1?}",
+            files.len(),
+            t.elapsed()
+        );
+        let opts = VerifyOptions {
+            pubkey: Some(test_key().verifier()),
+            ..VerifyOptions::default()
+        };
+        let (mut ours, mut base) = (Vec::new(), Vec::new());
+        for round in 0..=rounds {
+            let t = Instant::now();
+            let report = rt.block_on(verify(&store, &opts)).unwrap();
+            let d_ours = t.elapsed();
+            assert!(
+                report.ok && report.records == records as u64,
+                "{:?}",
+                report.failures
+            );
+            let t = Instant::now();
+            let st = std::process::Command::new("sha256sum")
+                .args(&files)
+                .stdout(std::process::Stdio::null())
+                .status()
+                .unwrap();
+            let d_base = t.elapsed();
+            assert!(st.success());
+            if round > 0 {
+                ours.push(d_ours);
+                base.push(d_base);
+            }
+            eprintln!(
+                "round {round}{}: verify {d_ours:.2?}, sha256sum {d_base:.2?}",
+                if round == 0 { " (warm-up)" } else { "" }
+            );
         }
-        sink.close().await.unwrap();
-    });
-    let files = segment_files(&root);
-    let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
-    eprintln!(
-        "built {records} records in {} segments, {bytes} bytes, in {:.1?}",
-        files.len(),
-        t.elapsed()
-    );
-    let opts = VerifyOptions {
-        pubkey: Some(test_key().verifier()),
-        ..VerifyOptions::default()
-    };
-    let (mut ours, mut base) = (Vec::new(), Vec::new());
-    for round in 0..=rounds {
-        let t = Instant::now();
-        let report = rt.block_on(verify(&store, &opts)).unwrap();
-        let d_ours = t.elapsed();
-        assert!(report.ok && report.records == records as u64, "{:?}", report.failures);
-        let t = Instant::now();
-        let st = std::process::Command::new("sha256sum")
-            .args(&files)
-            .stdout(std::process::Stdio::null())
-            .status()
-            .unwrap();
-        let d_base = t.elapsed();
-        assert!(st.success());
-        if round > 0 {
-            ours.push(d_ours);
-            base.push(d_base);
-        }
-        eprintln!("round {round}{}: verify {d_ours:.2?}, sha256sum {d_base:.2?}", if round == 0 { " (warm-up)" } else { "" });
+        let (o, b) = (median(ours), median(base));
+        let mbs = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e6;
+        println!(
+            "\nverify vs sha256sum: {records} records, {} segments, {bytes} bytes as stored, median of {rounds} rounds",
+            files.len()
+        );
+        println!("| side | median time | MB/s | records/s |");
+        println!("|---|---:|---:|---:|");
+        println!(
+            "| provenant verify (all checks, {} threads) | {o:.2?} | {:.1} | {:.0} |",
+            std::thread::available_parallelism().map_or(1, |n| n.get()),
+            mbs(o),
+            records as f64 / o.as_secs_f64()
+        );
+        println!(
+            "| sha256sum (same files) | {b:.2?} | {:.1} | {:.0} |",
+            mbs(b),
+            records as f64 / b.as_secs_f64()
+        );
+        println!(
+            "| ratio verify / sha256sum (MB/s) | | {:.3}x | |",
+            mbs(o) / mbs(b)
+        );
     }
-    let (o, b) = (median(ours), median(base));
-    let mbs = |d: Duration| bytes as f64 / d.as_secs_f64() / 1e6;
-    println!("\nverify vs sha256sum: {records} records, {} segments, {bytes} bytes as stored, median of {rounds} rounds", files.len());
-    println!("| side | median time | MB/s | records/s |");
-    println!("|---|---:|---:|---:|");
-    println!("| provenant verify (all checks, {} threads) | {o:.2?} | {:.1} | {:.0} |", std::thread::available_parallelism().map_or(1, |n| n.get()), mbs(o), records as f64 / o.as_secs_f64());
-    println!("| sha256sum (same files) | {b:.2?} | {:.1} | {:.0} |", mbs(b), records as f64 / b.as_secs_f64());
-    println!("| ratio verify / sha256sum (MB/s) | | {:.3}x | |", mbs(o) / mbs(b));
 
     // ---- 2. sink memory
-    println!("\nsink memory: {mem_records} records per partition, batches of 100, round-robin, no rotation");
+    println!(
+        "\nsink memory: {mem_records} records per partition, batches of 100, round-robin, no rotation"
+    );
     println!("| partitions | peak Rust heap above baseline | peak RSS (VmHWM) |");
     println!("|---:|---:|---:|");
     for parts in [1u32, 16, 64] {
         let root = dir.path().join(format!("mem{parts}"));
-        let store = ArchiveStore::open(&format!("file://{}", root.display()), &S3Options::default()).unwrap();
+        let store =
+            ArchiveStore::open(&format!("file://{}", root.display()), &S3Options::default())
+                .unwrap();
         let (heap, rss) = rt.block_on(async {
             let cfg = ArchiveConfig {
                 archive_id: "bench".into(),

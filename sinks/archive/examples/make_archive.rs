@@ -36,6 +36,10 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for s in sink.close().await? {
         println!("closed {} ({} records)", s.key, s.records);
     }
-    println!("archive: {}\npublic key: {}", dir.join("archive").display(), public.display());
+    println!(
+        "archive: {}\npublic key: {}",
+        dir.join("archive").display(),
+        public.display()
+    );
     Ok(())
 }
