@@ -17,7 +17,8 @@
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::print_stdout,
-    clippy::print_stderr
+    clippy::print_stderr,
+    clippy::indexing_slicing
 )]
 // The counting allocator needs `unsafe impl GlobalAlloc`; it only forwards to the system
 // allocator and counts.
