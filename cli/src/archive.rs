@@ -150,14 +150,24 @@ pub(crate) fn run(args: &ArchiveArgs) -> ExitCode {
 fn dump(args: &DumpArgs) -> anyhow::Result<ExitCode> {
     let store = ArchiveStore::open(&args.archive, &args.store.s3_options())?;
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    runtime()?.block_on(for_each_record(&store, args.partition, |_, _, r| {
-        serde_json::to_writer(&mut out, &record_json(&r)).map_err(|e| {
-            provenant_archive::ArchiveError::Config(format!("writing to stdout: {e}"))
-        })?;
-        out.write_all(b"\n")
-            .map_err(|e| provenant_archive::ArchiveError::Config(format!("writing to stdout: {e}")))
-    }))?;
-    out.flush().context("writing to standard output")?;
+    let mut closed = false;
+    let r = runtime()?.block_on(for_each_record(&store, args.partition, |_, _, r| {
+        let mut line = serde_json::to_vec(&record_json(&r)).unwrap_or_default();
+        line.push(b'\n');
+        out.write_all(&line).map_err(|e| {
+            closed = e.kind() == std::io::ErrorKind::BrokenPipe;
+            provenant_archive::ArchiveError::Config(format!("writing to standard output: {e}"))
+        })
+    }));
+    // A reader that stops early (`| head`) is not an error.
+    if closed {
+        return Ok(ExitCode::SUCCESS);
+    }
+    r?;
+    match out.flush() {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+        other => other.context("writing to standard output")?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -196,6 +196,14 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_example_file_parses() {
+        let c: ArchiveConfig = toml::from_str(include_str!("../archive.example.toml")).unwrap();
+        c.check().unwrap();
+        assert_eq!(c.archive_id, "prod");
+        assert!(c.s3.path_style);
+    }
+
+    #[test]
     fn the_documented_example_parses_and_unknown_fields_are_refused() {
         let text = r#"
 url = "s3://provenant-archive/prod"

@@ -18,8 +18,8 @@
 //!   the chain; so a restart never needs to rewrite an existing object. Records at or below the
 //!   resumed position are skipped by `write` (idempotent by ledger position).
 //! * **Bounded memory.** The open segment of each partition is streamed block by block to an
-//!   unlinked spool file; in memory are one block buffer per partition (all of them together
-//!   capped by `max_buffered_bytes`: past it the largest are flushed), the Merkle frontier
+//!   unlinked spool file; in memory are one block buffer per partition (their allocated bytes
+//!   together capped by `max_buffered_bytes`: past it the largest are flushed), the Merkle frontier
 //!   (O(log n) hashes) and, while one segment is uploaded, that segment's bytes (at most about
 //!   `rotate_bytes` plus one block).
 //!
@@ -504,7 +504,7 @@ impl ArchiveSink {
                 fences: std::mem::take(&mut part.pending_fences),
                 opened: Instant::now(),
                 sync: sync_marker(&archive_id, partition, r.seq, &r.hash),
-                spool: BufWriter::with_capacity(64 * 1024, file),
+                spool: BufWriter::with_capacity(8 * 1024, file),
                 spool_len: 0,
                 block: Vec::new(),
                 block_count: 0,
@@ -513,9 +513,9 @@ impl ArchiveSink {
         let Some(open) = part.open.as_mut() else {
             return Ok(());
         };
-        let before = open.block.len();
+        let before = open.block.capacity();
         open.block.extend_from_slice(&r.to_avro_datum());
-        self.buffered += open.block.len() - before;
+        self.buffered = (self.buffered + open.block.capacity()).saturating_sub(before);
         open.block_count += 1;
         open.count += 1;
         open.last_seq = r.seq;
@@ -557,9 +557,9 @@ impl ArchiveSink {
             .write_all(&bytes)
             .map_err(|source| ArchiveError::Spool { dir, source })?;
         open.spool_len += bytes.len() as u64;
-        self.buffered = self.buffered.saturating_sub(open.block.len());
-        open.block.clear();
-        open.block.shrink_to(self.cfg.block_bytes.min(64 * 1024));
+        // Free the buffer: an idle partition holds no block memory.
+        self.buffered = self.buffered.saturating_sub(open.block.capacity());
+        open.block = Vec::new();
         open.block_count = 0;
         Ok(())
     }
@@ -569,7 +569,7 @@ impl ArchiveSink {
             let largest = self
                 .parts
                 .iter()
-                .filter_map(|(p, part)| part.open.as_ref().map(|o| (o.block.len(), *p)))
+                .filter_map(|(p, part)| part.open.as_ref().map(|o| (o.block.capacity(), *p)))
                 .max();
             match largest {
                 Some((len, p)) if len > 0 => self.flush_block(p)?,
@@ -627,7 +627,7 @@ impl ArchiveSink {
 
     fn drop_part(&mut self, part: Part) {
         if let Some(open) = part.open {
-            self.buffered = self.buffered.saturating_sub(open.block.len());
+            self.buffered = self.buffered.saturating_sub(open.block.capacity());
         }
     }
 

@@ -657,6 +657,33 @@ fn check_segment(
         claimed_last_hash: m.last_hash.0,
         ..Outcome::default()
     };
+    // The checkpoint first: its size and signature count even if the records cannot be read.
+    let cp = match checkpoint.map(|b| {
+        std::str::from_utf8(b)
+            .map_err(|_| "not UTF-8".to_owned())
+            .and_then(|t| SignedCheckpoint::parse(t).map_err(|e| e.to_string()))
+    }) {
+        None => None,
+        Some(Ok(cp)) => {
+            out.checkpoint = Some((cp.checkpoint.size, cp.checkpoint.root));
+            if let Some(k) = &t.pubkey
+                && let Err(e) = cp.verify(k)
+            {
+                out.failures
+                    .push(fail(Check::Signature, p, ckey, e.to_string()));
+            }
+            Some(cp)
+        }
+        Some(Err(e)) => {
+            out.failures.push(fail(
+                Check::Checkpoint,
+                p,
+                ckey,
+                format!("unreadable checkpoint: {e}"),
+            ));
+            None
+        }
+    };
     let mkey = layout::key(p, t.seq, ObjectKind::Manifest);
     let digest: [u8; 32] = Sha256::digest(bytes).into();
     if digest != m.segment_sha256.0 || bytes.len() as u64 != m.segment_bytes {
@@ -830,25 +857,9 @@ fn check_segment(
             ),
         ));
     }
-    let Some(cp_bytes) = checkpoint else {
+    let Some(cp) = cp else {
         return out;
     };
-    let cp = match std::str::from_utf8(cp_bytes)
-        .map_err(|_| "not UTF-8".to_owned())
-        .and_then(|t| SignedCheckpoint::parse(t).map_err(|e| e.to_string()))
-    {
-        Ok(cp) => cp,
-        Err(e) => {
-            out.failures.push(fail(
-                Check::Checkpoint,
-                p,
-                ckey,
-                format!("unreadable checkpoint: {e}"),
-            ));
-            return out;
-        }
-    };
-    out.checkpoint = Some((cp.checkpoint.size, cp.checkpoint.root));
     let want_origin = layout::origin(&m.archive_id, p);
     let want_size = u64::try_from(last_seq).unwrap_or(0).saturating_add(1);
     let want_root = computed.as_ref().map_or(m.merkle.root.0, |c| c.root.0);
@@ -878,12 +889,6 @@ fn check_segment(
                 ),
             )
         });
-    }
-    if let Some(k) = &t.pubkey
-        && let Err(e) = cp.verify(k)
-    {
-        out.failures
-            .push(fail(Check::Signature, p, ckey, e.to_string()));
     }
     out
 }
