@@ -11,7 +11,8 @@
 //! * on the embedded log: `provenant up` (ingest + processor) killed at random moments while
 //!   a library emitter sends events over HTTP.
 //!
-//! Afterwards the ledger audit must say: every raw offset accounted for exactly once, every
+//! Afterwards the ledger audit must say (and for `up`, the index and `provenant verify` of the
+//! archive agree): every raw offset accounted for exactly once, every
 //! chain valid from seq 0 under the validity rule, every valid event once.
 //!
 //! Sizes: the default run uses `PROVENANT_CRASH_TRIALS` (default 3) trials and
@@ -298,6 +299,28 @@ async fn kill_9_of_up_on_the_embedded_log_loses_no_acknowledged_event() {
     let ids = ledger_event_ids(&log).await;
     let want: HashSet<String> = (0..events).map(|i| format!("e-{i:07}")).collect();
     assert_eq!(ids, want);
+
+    // The sinks of `up` resumed across every kill too: the index holds each event once, and
+    // the archive (segments closed and signed by the clean stop) verifies.
+    drop(log);
+    let index = provenant_index::open(&data.path().join("index.db").display().to_string())
+        .await
+        .unwrap();
+    let stats = provenant_index::Index::stats(&index).await.unwrap();
+    assert_eq!(stats.events, events as u64, "{stats:?}");
+    let verify = Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .arg("verify")
+        .arg(data.path().join("archive"))
+        .arg("--pubkey")
+        .arg(data.path().join("keys").join("archive.pub"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
 }
 
 async fn ledger_event_ids(log: &EmbeddedLog) -> HashSet<String> {
