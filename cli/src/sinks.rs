@@ -306,3 +306,51 @@ async fn serve_sink<L: Log>(
     let _ = server.await;
     result.map_err(|e| anyhow::anyhow!("{which} sink: {e}"))
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    /// Every example config in the repo parses with the type of the role it is for.
+    #[test]
+    fn every_example_config_parses() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().and_then(|e| e.to_str()) != Some("toml") {
+                continue;
+            }
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            if name.contains("process") {
+                let f: crate::process::ProcessFile =
+                    crate::process::load_toml(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                if let Some(policy) = &f.redact.policy {
+                    let policy = dir.join("../..").join(policy);
+                    crate::process::load_policy(Some(&policy))
+                        .unwrap_or_else(|e| panic!("{name}: policy: {e:#}"));
+                }
+            } else if name.starts_with("sink-") {
+                let f: super::SinkFile =
+                    crate::process::load_toml(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                if let Some(a) = &f.archive {
+                    a.check().unwrap_or_else(|e| panic!("{name}: {e}"));
+                }
+                assert!(
+                    f.archive.is_some() || f.index.is_some(),
+                    "{name}: no sink table"
+                );
+            } else {
+                panic!("{name}: which role is this example for? name it process-* or sink-*");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 4, "found {seen} example configs");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let err = toml::from_str::<super::SinkFile>("[index]\nurl = \"x\"\nurll = \"y\"\n");
+        assert!(err.is_err());
+    }
+}
