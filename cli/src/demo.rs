@@ -159,14 +159,15 @@ pub(crate) fn run(args: &DemoArgs) -> Result<ExitCode> {
 
 async fn demo(data_dir: &std::path::Path) -> Result<bool> {
     let up_args = crate::up::UpArgs {
-        data_dir: data_dir.to_owned(),
-        http: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        config: None,
+        data_dir: Some(data_dir.to_owned()),
+        http: Some(std::net::SocketAddr::from(([127, 0, 0, 1], 0))),
         brokers: None,
         kafka_config: None,
         token: None,
         insecure: false,
         policy: None,
-        partitions: provenant_log::embedded::DEFAULT_PARTITIONS,
+        partitions: None,
     };
     let log = Arc::new(
         EmbeddedLog::open(data_dir.join("log"), EmbeddedConfig::default())

@@ -330,6 +330,9 @@ mod tests {
                     crate::process::load_policy(Some(&policy))
                         .unwrap_or_else(|e| panic!("{name}: policy: {e:#}"));
                 }
+            } else if name.starts_with("up") {
+                let _: crate::up::UpFile =
+                    crate::process::load_toml(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
             } else if name.starts_with("sink-") {
                 let f: super::SinkFile =
                     crate::process::load_toml(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -341,11 +344,11 @@ mod tests {
                     "{name}: no sink table"
                 );
             } else {
-                panic!("{name}: which role is this example for? name it process-* or sink-*");
+                panic!("{name}: which role is this example for? name it up*, process-* or sink-*");
             }
             seen += 1;
         }
-        assert!(seen >= 4, "found {seen} example configs");
+        assert!(seen >= 5, "found {seen} example configs");
     }
 
     #[test]

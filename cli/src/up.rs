@@ -28,18 +28,20 @@ use std::sync::Arc;
 
 #[derive(Debug, Args)]
 pub(crate) struct UpArgs {
-    /// Where the embedded log (and later the archive, index and keys) live.
-    #[arg(
-        long,
-        env = "PROVENANT_DATA_DIR",
-        value_name = "DIR",
-        default_value = "provenant-data"
-    )]
-    pub(crate) data_dir: PathBuf,
+    /// Settings file (TOML) with any of: data_dir, http, brokers, token, insecure, policy,
+    /// partitions, and a [kafka] table (provenant_kafka::KafkaConfig). Flags win over it.
+    #[arg(long, value_name = "FILE")]
+    pub(crate) config: Option<PathBuf>,
 
-    /// Address of the HTTP server (ingest, /metrics, /healthz). Port 0 picks a free port.
-    #[arg(long, env = "PROVENANT_HTTP", default_value = "127.0.0.1:8080")]
-    pub(crate) http: SocketAddr,
+    /// Where the embedded log, the archive, the index and the keys live
+    /// [default: provenant-data].
+    #[arg(long, env = "PROVENANT_DATA_DIR", value_name = "DIR")]
+    pub(crate) data_dir: Option<PathBuf>,
+
+    /// Address of the HTTP server (ingest, queries, /metrics, /healthz, /version). Port 0
+    /// picks a free port [default: 127.0.0.1:8080].
+    #[arg(long, env = "PROVENANT_HTTP")]
+    pub(crate) http: Option<SocketAddr>,
 
     /// Run over a Kafka cluster (HOST:PORT,…) instead of the embedded log.
     #[arg(long, env = "PROVENANT_BROKERS")]
@@ -64,19 +66,78 @@ pub(crate) struct UpArgs {
     #[arg(long, value_name = "FILE")]
     pub(crate) policy: Option<PathBuf>,
 
-    /// Partitions of prov.raw, prov.ledger and prov.dlq when the embedded log is created.
-    #[arg(long, default_value_t = provenant_log::embedded::DEFAULT_PARTITIONS)]
-    pub(crate) partitions: u32,
+    /// Partitions of prov.raw, prov.ledger and prov.dlq when the embedded log is created
+    /// [default: 4].
+    #[arg(long)]
+    pub(crate) partitions: Option<u32>,
 }
 
-pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
-    check_listen(args.http, args.token.is_some(), args.insecure).map_err(anyhow::Error::msg)?;
+/// The `up --config` file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct UpFile {
+    pub(crate) data_dir: Option<PathBuf>,
+    pub(crate) http: Option<SocketAddr>,
+    pub(crate) brokers: Option<String>,
+    pub(crate) token: Option<String>,
+    #[serde(default)]
+    pub(crate) insecure: bool,
+    pub(crate) policy: Option<PathBuf>,
+    pub(crate) partitions: Option<u32>,
+    pub(crate) kafka: Option<provenant_kafka::KafkaConfig>,
+}
+
+impl UpArgs {
+    fn data_dir(&self) -> PathBuf {
+        self.data_dir
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("provenant-data"))
+    }
+
+    fn http(&self) -> SocketAddr {
+        self.http
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)))
+    }
+
+    /// These flags over the `--config` file (if any): what `up` runs with.
+    fn resolve(&self) -> Result<(UpArgs, Option<provenant_kafka::KafkaConfig>)> {
+        let file: UpFile = match &self.config {
+            Some(p) => crate::process::load_toml(p)?,
+            None => UpFile::default(),
+        };
+        let kafka = match &self.kafka_config {
+            Some(p) => Some(crate::process::load_toml(p)?),
+            None => file.kafka,
+        };
+        Ok((
+            UpArgs {
+                config: None,
+                data_dir: self.data_dir.clone().or(file.data_dir),
+                http: self.http.or(file.http),
+                brokers: self
+                    .brokers
+                    .clone()
+                    .or(file.brokers)
+                    .or_else(|| kafka.as_ref().map(|k| k.bootstrap_servers.clone())),
+                kafka_config: None,
+                token: self.token.clone().or(file.token),
+                insecure: self.insecure || file.insecure,
+                policy: self.policy.clone().or(file.policy),
+                partitions: self.partitions.or(file.partitions),
+            },
+            kafka,
+        ))
+    }
+}
+
+pub(crate) fn run(flags: &UpArgs) -> Result<ExitCode> {
+    let (args, kafka) = flags.resolve()?;
+    let args = &args;
+    check_listen(args.http(), args.token.is_some(), args.insecure).map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     if let Some(brokers) = &args.brokers {
-        let mut config = match &args.kafka_config {
-            Some(path) => crate::process::load_toml(path)?,
-            None => provenant_kafka::KafkaConfig::new(brokers.clone()),
-        };
+        let mut config =
+            kafka.unwrap_or_else(|| provenant_kafka::KafkaConfig::new(brokers.clone()));
         config.bootstrap_servers.clone_from(brokers);
         let log = provenant_kafka::KafkaLog::new(config).map_err(|e| anyhow::anyhow!("{e}"))?;
         runtime.block_on(serve(
@@ -86,11 +147,13 @@ pub(crate) fn run(args: &UpArgs) -> Result<ExitCode> {
             None,
         ))?;
     } else {
-        let dir = args.data_dir.join("log");
+        let dir = args.data_dir().join("log");
         let log = EmbeddedLog::open(
             &dir,
             EmbeddedConfig {
-                partitions: args.partitions,
+                partitions: args
+                    .partitions
+                    .unwrap_or(provenant_log::embedded::DEFAULT_PARTITIONS),
                 ..EmbeddedConfig::default()
             },
         )
@@ -119,7 +182,7 @@ pub(crate) async fn serve<L: Log>(
     };
     let registry = prometheus::Registry::new();
     let policy = crate::process::load_policy(args.policy.as_deref())?;
-    let key_dir = args.brokers.is_none().then(|| args.data_dir.join("keys"));
+    let key_dir = args.brokers.is_none().then(|| args.data_dir().join("keys"));
     let redactor = crate::process::build_redactor(&policy, key_dir.as_deref())?;
     let log_for_sinks = log.clone();
     let processor = Processor::new(
@@ -141,13 +204,13 @@ pub(crate) async fn serve<L: Log>(
     // The sinks: archive (DATA_DIR/archive, signed by DATA_DIR/keys) and index (SQLite).
     let sink_metrics = provenant_sink::SinkMetrics::new(&registry)?;
     let archive_cfg = provenant_archive::ArchiveConfig {
-        url: args.data_dir.join("archive").display().to_string(),
-        key_dir: Some(args.data_dir.join("keys")),
-        spool_dir: Some(args.data_dir.join("spool")),
+        url: args.data_dir().join("archive").display().to_string(),
+        key_dir: Some(args.data_dir().join("keys")),
+        spool_dir: Some(args.data_dir().join("spool")),
         ..provenant_archive::ArchiveConfig::default()
     };
     let archive = crate::sinks::open_archive(&archive_cfg).await?;
-    let index_path = args.data_dir.join("index.db");
+    let index_path = args.data_dir().join("index.db");
     let index = Arc::new(
         provenant_index::open(&index_path.display().to_string())
             .await
@@ -160,9 +223,9 @@ pub(crate) async fn serve<L: Log>(
         },
     );
     let app = http_app(router(ingest).merge(queries), registry);
-    let listener = tokio::net::TcpListener::bind(args.http)
+    let listener = tokio::net::TcpListener::bind(args.http())
         .await
-        .with_context(|| format!("listening on {}", args.http))?;
+        .with_context(|| format!("listening on {}", args.http()))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     if let Some(ready) = ready {
         let _ = ready.send(addr);
@@ -181,7 +244,7 @@ pub(crate) async fn serve<L: Log>(
         println!("  index     {}", index_path.display());
         println!(
             "  keys      {} (archive.pub: verify --pubkey)",
-            args.data_dir.join("keys").display()
+            args.data_dir().join("keys").display()
         );
     }
     tracing::info!(%addr, "http server listening");
