@@ -109,30 +109,12 @@ fn main() -> ExitCode {
         }
         Command::Demo(args) => report(demo::run(&args)),
         Command::DevKafka(args) => dev_kafka::run(&args),
-        Command::Up(args) => match up::run(&args) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
-        Command::Process(args) => match process::run(&args) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Up(args) => report(up::run(&args)),
+        Command::Process(args) => report(process::run(&args)),
         Command::Sink(cmd) => report(sinks::run_sink(&cmd)),
         Command::Serve(args) => report(query::run_serve(&args)),
         Command::Query(args) => report(query::run_query(&args)),
-        Command::Emit(args) => match emit::run(*args) {
-            Ok(code) => code,
-            Err(e) => {
-                eprintln!("error: {e:#}");
-                ExitCode::from(2)
-            }
-        },
+        Command::Emit(args) => report(emit::run(*args)),
         Command::Validate(args) => validate::run(&args),
         Command::Verify(args) => verify::run(&args),
         Command::Archive(args) => archive::run(&args),

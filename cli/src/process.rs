@@ -144,6 +144,37 @@ fn load_or_create_key(path: &Path) -> Result<Secret> {
     Ok(Secret::from(hex))
 }
 
+/// The Kafka settings of a role: the `[kafka]` table with `--brokers` over its
+/// bootstrap_servers, or defaults for `--brokers` alone; `None` means the embedded log.
+pub(crate) fn kafka_settings(
+    brokers: Option<&str>,
+    file: Option<KafkaConfig>,
+) -> Option<KafkaConfig> {
+    match (brokers, file) {
+        (Some(b), Some(mut k)) => {
+            b.clone_into(&mut k.bootstrap_servers);
+            Some(k)
+        }
+        (Some(b), None) => Some(KafkaConfig::new(b)),
+        (None, k) => k,
+    }
+}
+
+/// Serves `app` on `listener` until `stop` changes (a role's /metrics and /healthz).
+pub(crate) fn spawn_http(
+    listener: tokio::net::TcpListener,
+    app: axum::Router,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.changed().await;
+            })
+            .await
+    })
+}
+
 pub(crate) fn run(args: &ProcessArgs) -> Result<ExitCode> {
     let file: ProcessFile = match &args.config {
         Some(p) => load_toml(p)?,
@@ -160,14 +191,7 @@ pub(crate) fn run(args: &ProcessArgs) -> Result<ExitCode> {
         .or(file.http)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464)));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let kafka = match (&args.brokers, file.kafka) {
-        (Some(b), Some(mut k)) => {
-            k.bootstrap_servers.clone_from(b);
-            Some(k)
-        }
-        (Some(b), None) => Some(KafkaConfig::new(b.clone())),
-        (None, k) => k,
-    };
+    let kafka = crate::process::kafka_settings(args.brokers.as_deref(), file.kafka);
     if let Some(k) = kafka {
         let desc = format!("kafka {}", k.bootstrap_servers);
         let log = Arc::new(KafkaLog::new(k).map_err(|e| anyhow::anyhow!("{e}"))?);
@@ -213,14 +237,7 @@ async fn serve<L: Log>(
     println!("  health    http://{addr}/healthz");
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let app = crate::up::http_app(axum::Router::new(), registry);
-    let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await
-    });
+    let server = crate::process::spawn_http(listener, app, stop_rx.clone());
     let mut proc_stop = stop_rx;
     let processing = processor.run(async move {
         let _ = proc_stop.changed().await;

@@ -194,14 +194,7 @@ pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
         .or(file.http)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9465)));
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
-    let kafka = match (&args.brokers, file.kafka) {
-        (Some(b), Some(mut k)) => {
-            k.bootstrap_servers.clone_from(b);
-            Some(k)
-        }
-        (Some(b), None) => Some(KafkaConfig::new(b.clone())),
-        (None, k) => k,
-    };
+    let kafka = crate::process::kafka_settings(args.brokers.as_deref(), file.kafka);
     let archive = file.archive;
     let index = file.index;
     runtime.block_on(async move {
@@ -249,14 +242,7 @@ async fn serve_sink<L: Log>(
     let addr = listener.local_addr().context("reading the bound address")?;
     let app = crate::up::http_app(axum::Router::new(), registry);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let mut http_stop = stop_rx.clone();
-    let server = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = http_stop.changed().await;
-            })
-            .await
-    });
+    let server = crate::process::spawn_http(listener, app, stop_rx.clone());
     println!("provenant sink {which} — roles running: {which} sink");
     println!("  log       {log_desc}");
     println!("  metrics   http://{addr}/metrics");

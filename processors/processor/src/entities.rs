@@ -62,31 +62,23 @@ impl EntityState {
             seq: record.seq,
             hash: record.hash,
         };
-        let Ok(mut map) = self.map.write() else {
-            return;
-        };
-        let mut added = false;
-        for key in introduced(&er.event) {
-            if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(key) {
-                slot.insert(target);
-                added = true;
-            }
-        }
-        if added {
-            self.generation.fetch_add(1, Ordering::Release);
-        }
+        self.insert_absent(introduced(&er.event).into_iter().map(|k| (k, target)));
     }
 
     /// Learns entities introduced by this writer's own acknowledged records.
     pub fn learn_targets(&self, targets: HashMap<String, Target>) {
-        if targets.is_empty() {
-            return;
+        if !targets.is_empty() {
+            self.insert_absent(targets);
         }
+    }
+
+    /// Inserts the keys not known yet (first wins) and bumps the generation if any was new.
+    fn insert_absent(&self, entries: impl IntoIterator<Item = (String, Target)>) {
         let Ok(mut map) = self.map.write() else {
             return;
         };
         let mut added = false;
-        for (key, target) in targets {
+        for (key, target) in entries {
             if let std::collections::hash_map::Entry::Vacant(slot) = map.entry(key) {
                 slot.insert(target);
                 added = true;

@@ -242,18 +242,7 @@ impl<L: Log> Worker<L> {
         let mut watched = None;
         let mut last_progress = Instant::now();
         while reader.position() < end {
-            let batch = reader.next_batch(1000, Duration::from_millis(500)).await?;
-            if batch.is_empty() {
-                if last_progress.elapsed() > READ_STALL {
-                    return Err(ProcessorError::ReadStalled {
-                        topic: LEDGER_TOPIC,
-                        partition: self.p,
-                        target: end,
-                    });
-                }
-                continue;
-            }
-            last_progress = Instant::now();
+            let batch = next_ledger_batch(reader, self.p, end, &mut last_progress).await?;
             for stored in batch {
                 let (verdict, entry) = v.observe_bytes(stored.offset, &stored.record.value);
                 if Some(stored.offset) == watch_offset {
@@ -692,18 +681,7 @@ impl<L: Log> Worker<L> {
         let mut reader = self.sh.log.reader(LEDGER_TOPIC, self.p, from).await?;
         let mut last_progress = Instant::now();
         while reader.position() < to {
-            let batch = reader.next_batch(1000, Duration::from_millis(500)).await?;
-            if batch.is_empty() {
-                if last_progress.elapsed() > READ_STALL {
-                    return Err(ProcessorError::ReadStalled {
-                        topic: LEDGER_TOPIC,
-                        partition: self.p,
-                        target: to,
-                    });
-                }
-                continue;
-            }
-            last_progress = Instant::now();
+            let batch = next_ledger_batch(&mut reader, self.p, to, &mut last_progress).await?;
             for stored in batch.iter().filter(|s| s.offset < to) {
                 if let Ok(LedgerEntry::Fence(f)) = LedgerEntry::from_avro(&stored.record.value)
                     && f.writer_epoch > self.epoch
@@ -714,6 +692,27 @@ impl<L: Log> Worker<L> {
         }
         Ok(false)
     }
+}
+
+/// The next ledger entries of a recovery read towards `end` (possibly none yet); an error
+/// once nothing has arrived for [`READ_STALL`].
+async fn next_ledger_batch<R: LogReader>(
+    reader: &mut R,
+    partition: u32,
+    end: u64,
+    last_progress: &mut Instant,
+) -> Result<Vec<StoredRecord>, ProcessorError> {
+    let batch = reader.next_batch(1000, Duration::from_millis(500)).await?;
+    if !batch.is_empty() {
+        *last_progress = Instant::now();
+    } else if last_progress.elapsed() > READ_STALL {
+        return Err(ProcessorError::ReadStalled {
+            topic: LEDGER_TOPIC,
+            partition,
+            target: end,
+        });
+    }
+    Ok(batch)
 }
 
 #[derive(Default)]
