@@ -10,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod archive;
+mod bench;
 mod demo;
 mod dev_kafka;
 mod emit;
@@ -80,7 +81,7 @@ enum Command {
     Serve(query::ServeArgs),
     /// Ask the index: lineage, deployments, rollback target, coverage, one event.
     Query(query::QueryArgs),
-    /// Run the pipeline in one process (today: HTTP ingest and the processor).
+    /// Run the pipeline in one process: ingest, processor, archive and index sinks, queries.
     ///
     /// Over the embedded log in DATA_DIR by default, or over Kafka with --brokers. Prints
     /// where everything is; stops cleanly on Ctrl-C or SIGTERM.
@@ -97,6 +98,12 @@ enum Command {
     Prove(archive::ProveArgs),
     /// Check an inclusion proof printed by `prove` against the archive's public key.
     VerifyProof(archive::VerifyProofArgs),
+    /// Measure each headline figure next to its baseline in the same run (BENCHMARKS.md).
+    ///
+    /// Processor vs a consume→produce pass-through, emit vs raw rdkafka, verify vs sha256sum,
+    /// redaction vs VRL (with the `vrl-bench` feature), lineage p99 over 1M events. Medians of
+    /// interleaved rounds; --quick finishes in about a minute.
+    Bench(bench::BenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -120,6 +127,7 @@ fn main() -> ExitCode {
         Command::Archive(args) => archive::run(&args),
         Command::Prove(args) => archive::run_prove(&args),
         Command::VerifyProof(args) => archive::run_verify_proof(&args),
+        Command::Bench(args) => report(bench::run(&args)),
     }
 }
 

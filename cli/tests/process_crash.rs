@@ -301,12 +301,22 @@ async fn kill_9_of_up_on_the_embedded_log_loses_no_acknowledged_event() {
     assert_eq!(ids, want);
 
     // The sinks of `up` resumed across every kill too: the index holds each event once, and
-    // the archive (segments closed and signed by the clean stop) verifies.
+    // the archive (segments closed and signed by the clean stop) verifies. The sinks trail the
+    // processor: run `up` until the index has caught up with the complete ledger.
     drop(log);
-    let index = provenant_index::open(&data.path().join("index.db").display().to_string())
-        .await
-        .unwrap();
-    let stats = provenant_index::Index::stats(&index).await.unwrap();
+    let index_url = data.path().join("index.db").display().to_string();
+    let started = Instant::now();
+    let stats = loop {
+        let index = provenant_index::open(&index_url).await.unwrap();
+        let stats = provenant_index::Index::stats(&index).await.unwrap();
+        drop(index);
+        if stats.events >= events as u64 || started.elapsed() > Duration::from_secs(300) {
+            break stats;
+        }
+        let up = Up::start(data.path(), port, &[]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        up.stop();
+    };
     assert_eq!(stats.events, events as u64, "{stats:?}");
     let verify = Command::new(env!("CARGO_BIN_EXE_provenant"))
         .arg("verify")

@@ -29,7 +29,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use provenant_archive::conformance::test_key;
-use provenant_archive::testkit::LedgerGen;
+use provenant_archive::testkit::{LedgerGen, build_archive, segment_files};
 use provenant_archive::verify::{VerifyOptions, verify};
 use provenant_archive::{ArchiveConfig, ArchiveSink, ArchiveStore, S3Options};
 
@@ -77,23 +77,6 @@ fn reset_hwm() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-fn segment_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for d in std::fs::read_dir(root).unwrap() {
-        let d = d.unwrap().path();
-        if d.is_dir() {
-            for f in std::fs::read_dir(&d).unwrap() {
-                let f = f.unwrap().path();
-                if f.extension().is_some_and(|e| e == "avro") {
-                    out.push(f);
-                }
-            }
-        }
-    }
-    out.sort();
-    out
-}
-
 fn main() {
     let records = env_usize("ARCHIVE_BENCH_RECORDS", 200_000);
     let rounds = env_usize("ARCHIVE_BENCH_ROUNDS", 5);
@@ -110,31 +93,9 @@ fn main() {
         let url = format!("file://{}", root.display());
         let store = ArchiveStore::open(&url, &S3Options::default()).unwrap();
         let t = Instant::now();
-        rt.block_on(async {
-            let cfg = ArchiveConfig {
-                archive_id: "bench".into(),
-                rotate_records: 10_000,
-                ..ArchiveConfig::default()
-            };
-            let mut sink = ArchiveSink::with_store(&cfg, store.clone(), test_key()).unwrap();
-            let parts = 4u32;
-            let per = records / parts as usize;
-            for p in 0..parts {
-                sink.resume(p).await.unwrap();
-                let mut g = LedgerGen::new(p);
-                let mut batch = vec![g.fence()];
-                let mut left = per;
-                while left > 0 {
-                    let n = left.min(1000);
-                    batch.extend(g.records(n).unwrap());
-                    sink.write(p, &batch, &g.state()).await.unwrap();
-                    batch.clear();
-                    left -= n;
-                }
-            }
-            sink.close().await.unwrap();
-        });
-        let files = segment_files(&root);
+        rt.block_on(build_archive(store.clone(), test_key(), records, 4, 10_000))
+            .unwrap();
+        let files = segment_files(&root).unwrap();
         let bytes: u64 = files
             .iter()
             .map(|f| std::fs::metadata(f).unwrap().len())

@@ -106,6 +106,61 @@ impl LedgerGen {
     }
 }
 
+/// Writes an archive of `records` generated records spread over `partitions` partitions into
+/// `store` through the real [`crate::ArchiveSink`] (segments of `rotate_records`, signed with
+/// `key`), in batches of 1,000. Returns the segments written.
+pub async fn build_archive(
+    store: crate::ArchiveStore,
+    key: crate::ArchiveKey,
+    records: usize,
+    partitions: u32,
+    rotate_records: u64,
+) -> Result<Vec<crate::SegmentInfo>, String> {
+    let cfg = crate::ArchiveConfig {
+        archive_id: "bench".into(),
+        rotate_records,
+        ..crate::ArchiveConfig::default()
+    };
+    let mut sink = crate::ArchiveSink::with_store(&cfg, store, key).map_err(|e| e.to_string())?;
+    let parts = partitions.max(1);
+    let per = records / parts as usize;
+    for p in 0..parts {
+        sink.resume(p).await.map_err(|e| e.to_string())?;
+        let mut g = LedgerGen::new(p);
+        let mut batch = vec![g.fence()];
+        let mut left = per;
+        while left > 0 {
+            let n = left.min(1000);
+            batch.extend(g.records(n)?);
+            sink.write(p, &batch, &g.state())
+                .await
+                .map_err(|e| e.to_string())?;
+            batch.clear();
+            left -= n;
+        }
+    }
+    sink.close().await.map_err(|e| e.to_string())
+}
+
+/// The segment files (`*.avro`) under a local archive root, sorted.
+pub fn segment_files(root: &std::path::Path) -> Result<Vec<std::path::PathBuf>, String> {
+    let mut out = Vec::new();
+    let dirs = std::fs::read_dir(root).map_err(|e| format!("{}: {e}", root.display()))?;
+    for d in dirs {
+        let d = d.map_err(|e| e.to_string())?.path();
+        if d.is_dir() {
+            for f in std::fs::read_dir(&d).map_err(|e| format!("{}: {e}", d.display()))? {
+                let f = f.map_err(|e| e.to_string())?.path();
+                if f.extension().is_some_and(|e| e == "avro") {
+                    out.push(f);
+                }
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// A valid deploy event with id `ev-p<partition>-<seq>`.
 pub fn deploy_event(partition: u32, seq: i64) -> Result<Event, String> {
     let v = serde_json::json!({

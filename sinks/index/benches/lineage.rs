@@ -17,6 +17,8 @@
 //! [`Index::apply`] in batches of 10,000 records per partition (one transaction each), to both
 //! backends from the same stream.
 //!
+//! The workload is [`provenant_index::workload`] (also used by `provenant bench`).
+//!
 //! Queries: walk up from a random running instance and down from a random commit, at depth D
 //! (6); the baseline is `event_at` (primary key) of a random record. Each latency is one call
 //! through the trait, measured on the client; Q calls of each kind after 50 warm-up calls.
@@ -31,13 +33,11 @@
 
 use std::time::{Duration, Instant};
 
-use provenant_index::story::{self, Ledger, digest, sha};
-use provenant_index::{Direction, Index, PostgresIndex, SqliteIndex};
-use provenant_schemas::EntityKey;
+use provenant_index::workload::{Catalog, Query, Rng, Workload, percentile_ms, time_queries};
+use provenant_index::{Index, PostgresIndex, SqliteIndex};
 
 const PARTITIONS: u32 = 8;
 const BATCH: usize = 10_000;
-const SERVICES: u64 = 200;
 
 struct Args {
     sizes: Vec<u64>,
@@ -79,29 +79,6 @@ fn args() -> Args {
     a
 }
 
-/// xorshift64*: a small deterministic generator (no rand dependency).
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
-/// What the queries sample from.
-#[derive(Default)]
-struct Catalog {
-    commits: u64,
-    instances: Vec<String>,
-    positions: Vec<(u32, i64)>,
-}
-
 struct Backends {
     sqlite: Option<(SqliteIndex, tempfile::TempDir)>,
     postgres: Option<(PostgresIndex, String)>,
@@ -109,129 +86,34 @@ struct Backends {
     postgres_load: Duration,
 }
 
-impl Backends {
-    async fn apply(
-        &mut self,
-        p: u32,
-        records: &[provenant_schemas::LedgerRecord],
-        state: &provenant_schemas::validity::ReaderState,
-    ) {
-        if let Some((index, _)) = &self.sqlite {
-            let t = Instant::now();
-            index.apply(p, records, state).await.unwrap();
-            self.sqlite_load += t.elapsed();
-        }
-        if let Some((index, _)) = &self.postgres {
-            let t = Instant::now();
-            index.apply(p, records, state).await.unwrap();
-            self.postgres_load += t.elapsed();
-        }
-    }
-}
-
-async fn flush(ledger: &mut Ledger, b: &mut Backends, cat: &mut Catalog, all: bool) {
-    for p in 0..ledger.partitions() {
-        if all || ledger.records(p).len() >= BATCH {
-            let (records, state) = ledger.take_records(p);
-            if records.is_empty() {
-                continue;
-            }
-            for r in records.iter().step_by(97) {
-                cat.positions.push((p, r.seq));
-            }
-            b.apply(p, &records, &state).await;
-        }
-    }
-}
-
-/// Emits events until `events` are in the ledger, applying as it goes.
+/// Emits events until `events` are in the ledger, applying each batch to both backends.
 async fn load(events: u64, b: &mut Backends) -> (Catalog, u64) {
-    let mut ledger = Ledger::new(PARTITIONS);
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
-    let mut cat = Catalog::default();
-    let mut emitted = 0u64;
-    let mut last_deploy: Vec<[Option<String>; 2]> = vec![[None, None]; SERVICES as usize];
-    let mut c = 0u64;
-    while emitted < events {
-        c += 1;
-        let service = rng.below(SERVICES);
-        let svc = format!("svc-{service}");
-        let build_id = format!("github:acme/{svc}/{c}/1");
-        let build = story::build(&format!("b-{c}"), &build_id, &sha(c));
-        let art = story::artifact(
-            &format!("a-{c}"),
-            &digest(c),
-            Some(&build_id),
-            Some(&sha(c)),
-        );
-        if rng.below(100) == 0 {
-            // Out of order: the artifact before its build.
-            ledger.emit(art).unwrap();
-            ledger.emit(build).unwrap();
-        } else {
-            ledger.emit(build).unwrap();
-            ledger.emit(art).unwrap();
-        }
-        emitted += 2;
-        for (e, env) in ["staging", "production"].into_iter().enumerate() {
-            let deploy_id = format!("{svc}-{env}-{c}");
-            let previous = last_deploy[service as usize][e].replace(deploy_id.clone());
-            ledger
-                .emit(story::deploy(
-                    &format!("d-{env}-{c}"),
-                    &deploy_id,
-                    &digest(c),
-                    &svc,
-                    env,
-                    c,
-                    previous.as_deref(),
-                ))
-                .unwrap();
-            emitted += 1;
-            let instances = if env == "production" { 2 } else { 1 };
-            for i in 0..instances {
-                let instance = format!("{svc}-{env}-{c}-{i}");
-                ledger
-                    .emit(story::runtime(
-                        &format!("r-{env}-{c}-{i}"),
-                        &instance,
-                        &svc,
-                        env,
-                        &deploy_id,
-                        &digest(c),
-                    ))
+    let mut w = Workload::new(PARTITIONS, BATCH);
+    loop {
+        let done = w.emitted() >= events;
+        let batches = if done { w.finish() } else { w.step() }.unwrap();
+        for batch in batches {
+            if let Some((index, _)) = &b.sqlite {
+                let t = Instant::now();
+                index
+                    .apply(batch.partition, &batch.records, &batch.state)
+                    .await
                     .unwrap();
-                emitted += 1;
-                if rng.below(50) == 0 {
-                    cat.instances.push(format!("instance:{instance}"));
-                }
+                b.sqlite_load += t.elapsed();
             }
-            if env == "production" && c.is_multiple_of(5) {
-                ledger
-                    .emit(story::approval(
-                        &format!("ap-{c}"),
-                        &format!("ap-{c}"),
-                        &deploy_id,
-                        env,
-                    ))
+            if let Some((index, _)) = &b.postgres {
+                let t = Instant::now();
+                index
+                    .apply(batch.partition, &batch.records, &batch.state)
+                    .await
                     .unwrap();
-                emitted += 1;
+                b.postgres_load += t.elapsed();
             }
         }
-        if c.is_multiple_of(500) {
-            ledger.resolve_pending().unwrap();
+        if done {
+            return (w.catalog().clone(), w.emitted());
         }
-        flush(&mut ledger, b, &mut cat, false).await;
     }
-    ledger.resolve_pending().unwrap();
-    flush(&mut ledger, b, &mut cat, true).await;
-    cat.commits = c;
-    (cat, emitted)
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i.min(sorted.len() - 1)].as_secs_f64() * 1000.0
 }
 
 struct Row {
@@ -253,56 +135,20 @@ async fn measure<I: Index>(
     rows: &mut Vec<Row>,
 ) {
     let mut rng = Rng(42);
-    let mut run = async |what: &str, kind: u8| {
-        let mut times = Vec::with_capacity(args.queries);
-        let mut nodes = 0usize;
-        for i in 0..args.queries + 50 {
-            let t = Instant::now();
-            let n = match kind {
-                0 => {
-                    let k = &cat.instances[rng.below(cat.instances.len() as u64) as usize];
-                    let key = EntityKey::parse(k).unwrap();
-                    index
-                        .lineage(&key, Direction::Up, args.depth)
-                        .await
-                        .unwrap()
-                        .nodes
-                        .len()
-                }
-                1 => {
-                    let key = EntityKey::Commit(sha(1 + rng.below(cat.commits)));
-                    index
-                        .lineage(&key, Direction::Down, args.depth)
-                        .await
-                        .unwrap()
-                        .nodes
-                        .len()
-                }
-                _ => {
-                    let (p, s) = cat.positions[rng.below(cat.positions.len() as u64) as usize];
-                    usize::from(index.event_at(p, s).await.unwrap().is_some())
-                }
-            };
-            if i >= 50 {
-                times.push(t.elapsed());
-                nodes += n;
-            }
-        }
-        times.sort();
+    for kind in [Query::EventAt, Query::UpFromInstance, Query::DownFromCommit] {
+        let (times, nodes) = time_queries(index, cat, kind, args.queries, args.depth, &mut rng)
+            .await
+            .unwrap();
         rows.push(Row {
             backend,
             events,
-            query: what.to_owned(),
-            p50: percentile(&times, 0.50),
-            p99: percentile(&times, 0.99),
-            max: percentile(&times, 1.0),
-            nodes: nodes as f64 / args.queries as f64,
+            query: kind.label(args.depth),
+            p50: percentile_ms(&times, 0.50),
+            p99: percentile_ms(&times, 0.99),
+            max: percentile_ms(&times, 1.0),
+            nodes,
         });
-    };
-    let d = args.depth;
-    run("baseline: event_at (primary key)", 2).await;
-    run(&format!("lineage up from instance, depth {d}"), 0).await;
-    run(&format!("lineage down from commit, depth {d}"), 1).await;
+    }
 }
 
 async fn admin() -> tokio_postgres::Client {

@@ -62,6 +62,7 @@ mod sql;
 pub mod sqlite;
 pub mod story;
 mod tree;
+pub mod workload;
 
 pub use error::IndexError;
 pub use model::{

@@ -1,0 +1,251 @@
+//! `processor_vs_passthrough`: the processor (decode, validate, dedup, redact with the default
+//! policy, link, chain, append) against a plain consume→produce pass-through of the same raw
+//! messages on the same log: per partition, read prov.raw in batches of 1,000 and append the
+//! same records to prov.ledger. Each round starts from a fresh log holding the same raw
+//! records; the two sides alternate; throughput runs from start until the ledger holds every
+//! record (the processor also writes one fence per partition).
+//!
+//! Embedded log at each `--partitions` count (the first is the headline, the rest the scaling
+//! table); the full run adds the in-process librdkafka mock broker (the broker of
+//! `provenant dev-kafka`) at 16 partitions, which keeps 50,000 events under the mock's
+//! per-partition cap (TESTING.md).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use provenant_kafka::{DevKafka, KafkaConfig, KafkaLog};
+use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_log::{LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
+use provenant_processor::{Processor, ProcessorConfig};
+use provenant_redact::{Policy, Redactor, Secret};
+use provenant_schemas::{Event, EventData, Runtime, binary_mode};
+
+use super::{Comparison, Plan, cpu_seconds, median, progress};
+
+/// A runtime event of a realistic size (~600 bytes of Avro value).
+fn event(i: usize) -> Event {
+    let mut annotations = std::collections::BTreeMap::new();
+    annotations.insert("team".to_owned(), "payments".to_owned());
+    annotations.insert("region".to_owned(), "eu-west-1".to_owned());
+    annotations.insert(
+        "note".to_owned(),
+        format!(
+            "rollout wave {} of the checkout service, canary healthy",
+            i % 7
+        ),
+    );
+    Event::new(
+        "https://k8s.example/clusters/prod-eu",
+        format!("evt-{i:09}"),
+        EventData::Runtime(Runtime {
+            instance_id: format!("checkout-7d9f8c6b5-{:05}", i % 5000),
+            service: "checkout".into(),
+            environment: "production".into(),
+            deploy_id: Some(format!("argocd:prod/checkout/{}", i % 50)),
+            artifact_digest: Some(format!("sha256:{:064x}", i % 50)),
+            trace_id: Some(format!("{i:032x}")),
+            message: Some("container started; readiness probe passed after 3 attempts".into()),
+            annotations,
+        }),
+    )
+}
+
+fn records(n: usize) -> Vec<Record> {
+    (0..n)
+        .map(|i| {
+            let e = event(i);
+            let (headers, value) = binary_mode::encode(&e);
+            let mut r = Record::new(e.partition_key(), value);
+            for (name, v) in headers {
+                r = r.with_header(name, v);
+            }
+            r
+        })
+        .collect()
+}
+
+async fn ledger_total<L: Log>(log: &L, partitions: u32) -> Result<u64> {
+    let mut t = 0;
+    for p in 0..partitions {
+        t += log.watermarks(LEDGER_TOPIC, p).await?.end;
+    }
+    Ok(t)
+}
+
+/// (events/s, events per CPU-second) of one run.
+type Rate = (f64, f64);
+
+/// Consume raw, append the same records to the ledger topic, per partition concurrently.
+async fn passthrough<L: Log>(log: Arc<L>, partitions: u32, n: usize) -> Result<Rate> {
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for p in 0..partitions {
+        let log = log.clone();
+        tasks.push(tokio::spawn(async move {
+            let end = log.watermarks(RAW_TOPIC, p).await?.end;
+            let mut r = log.reader(RAW_TOPIC, p, 0).await?;
+            while r.position() < end {
+                let batch = r.next_batch(1000, Duration::from_millis(100)).await?;
+                let out: Vec<Record> = batch.into_iter().map(|s| s.record).collect();
+                if !out.is_empty() {
+                    log.append(LEDGER_TOPIC, p, out).await?;
+                }
+            }
+            anyhow::Ok(())
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let total = ledger_total(log.as_ref(), partitions).await?;
+    if total != n as u64 {
+        bail!("pass-through wrote {total} ledger records, expected {n}");
+    }
+    Ok((n as f64 / secs, n as f64 / (cpu_seconds() - cpu).max(1e-9)))
+}
+
+async fn processor<L: Log>(log: Arc<L>, partitions: u32, n: usize) -> Result<Rate> {
+    let redactor = Redactor::new(&Policy::default_policy(), Secret::generate())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = prometheus::Registry::new();
+    let cfg = ProcessorConfig {
+        group: format!("bench-{}", rand::random::<u32>()),
+        ..ProcessorConfig::default()
+    };
+    let cpu = cpu_seconds();
+    let started = Instant::now();
+    let p = Processor::new(log.clone(), cfg, Arc::new(redactor), &registry)
+        .await
+        .context("starting the processor")?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(p.run(async {
+        let _ = rx.await;
+    }));
+    // n records plus one fence per partition.
+    let want = n as u64 + u64::from(partitions);
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while ledger_total(log.as_ref(), partitions).await? < want {
+        if Instant::now() > deadline || task.is_finished() {
+            bail!("the processor did not write {want} ledger records");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let cpu_used = cpu_seconds() - cpu;
+    let _ = tx.send(());
+    task.await?.context("processor")?;
+    Ok((n as f64 / secs, n as f64 / cpu_used.max(1e-9)))
+}
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Embedded,
+    MockKafka,
+}
+
+/// `rounds` interleaved rounds on fresh logs: (ours, baseline) per round.
+async fn rounds(
+    backend: Backend,
+    plan: &Plan,
+    partitions: u32,
+    recs: &[Record],
+) -> Result<(Vec<Rate>, Vec<Rate>)> {
+    let n = recs.len();
+    let (mut ours, mut base) = (Vec::new(), Vec::new());
+    for round in 0..plan.rounds {
+        for side in ["pass-through", "processor"] {
+            progress(&format!(
+                "processor: {} {partitions}p round {}/{} {side}",
+                match backend {
+                    Backend::Embedded => "embedded",
+                    Backend::MockKafka => "mock kafka",
+                },
+                round + 1,
+                plan.rounds
+            ));
+            let rate = match backend {
+                Backend::Embedded => {
+                    let dir = tempfile::tempdir()?;
+                    let log = Arc::new(EmbeddedLog::open(
+                        dir.path(),
+                        EmbeddedConfig {
+                            partitions,
+                            ..EmbeddedConfig::default()
+                        },
+                    )?);
+                    append_by_key(log.as_ref(), RAW_TOPIC, recs.to_vec()).await?;
+                    if side == "processor" {
+                        processor(log, partitions, n).await?
+                    } else {
+                        passthrough(log, partitions, n).await?
+                    }
+                }
+                Backend::MockKafka => {
+                    let kafka = DevKafka::start(partitions).map_err(|e| anyhow::anyhow!("{e}"))?;
+                    let log = Arc::new(
+                        KafkaLog::new(KafkaConfig::new(kafka.bootstrap_servers()))
+                            .map_err(|e| anyhow::anyhow!("{e}"))?,
+                    );
+                    append_by_key(log.as_ref(), RAW_TOPIC, recs.to_vec()).await?;
+                    if side == "processor" {
+                        processor(log, partitions, n).await?
+                    } else {
+                        passthrough(log, partitions, n).await?
+                    }
+                }
+            };
+            if side == "processor" {
+                ours.push(rate);
+            } else {
+                base.push(rate);
+            }
+        }
+    }
+    Ok((ours, base))
+}
+
+fn compare(ours: &[Rate], base: &[Rate], partitions: u32, log: &str) -> Comparison {
+    let o = median(ours.iter().map(|x| x.0).collect());
+    let b = median(base.iter().map(|x| x.0).collect());
+    Comparison::new(o, b, "events/s")
+        .with("log", log)
+        .with("partitions", partitions)
+        .with(
+            "ours_per_cpu_second",
+            median(ours.iter().map(|x| x.1).collect()).round(),
+        )
+        .with(
+            "baseline_per_cpu_second",
+            median(base.iter().map(|x| x.1).collect()).round(),
+        )
+}
+
+pub(crate) async fn measure(plan: &Plan) -> Result<Comparison> {
+    let recs = records(plan.events);
+    let mut headline: Option<Comparison> = None;
+    let mut scaling = Vec::new();
+    for &p in &plan.partitions {
+        let (ours, base) = rounds(Backend::Embedded, plan, p, &recs).await?;
+        let c = compare(&ours, &base, p, "embedded");
+        scaling.push(serde_json::json!({
+            "partitions": p, "ours": c.ours.round(), "baseline": c.baseline.round(),
+            "ratio": c.ratio, "ours_per_cpu_second": c.detail.get("ours_per_cpu_second"),
+        }));
+        headline.get_or_insert(c);
+    }
+    let mut c = headline.context("no partition count given")?;
+    c = c.with("events", plan.events);
+    if scaling.len() > 1 {
+        c = c.with("scaling_embedded", scaling);
+    }
+    if !plan.quick {
+        let p = 16;
+        let (ours, base) = rounds(Backend::MockKafka, plan, p, &recs).await?;
+        let k = compare(&ours, &base, p, "librdkafka mock broker (dev-kafka)");
+        c = c.with("dev_kafka", k);
+    }
+    Ok(c)
+}
