@@ -2,19 +2,30 @@
 use std::process::Command;
 
 fn main() {
-    let commit = Command::new("git")
-        .args(["rev-parse", "--short=12", "HEAD"])
-        .output()
+    // A build without .git (the Dockerfile's) is told its commit by PROVENANT_BUILD_COMMIT.
+    let given = std::env::var("PROVENANT_BUILD_COMMIT")
         .ok()
-        .filter(|o| o.status.success())
-        .and_then(|o| String::from_utf8(o.stdout).ok())
         .map(|s| s.trim().to_owned())
+        .filter(|s| !s.is_empty() && s != "unknown");
+    let from_git = || {
+        Command::new("git")
+            .args(["rev-parse", "--short=12", "HEAD"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .map(|s| s.trim().to_owned())
+    };
+    let commit = given
+        .clone()
+        .or_else(from_git)
         .unwrap_or_else(|| "unknown".to_owned());
-    let dirty = Command::new("git")
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .ok()
-        .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
+    let dirty = given.is_none()
+        && Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .output()
+            .ok()
+            .is_some_and(|o| o.status.success() && !o.stdout.is_empty());
     // Reproducible builds set SOURCE_DATE_EPOCH; otherwise the time of this build script run.
     let epoch = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
@@ -33,4 +44,5 @@ fn main() {
     println!("cargo:rerun-if-changed=../.git/HEAD");
     println!("cargo:rerun-if-changed=../.git/refs/heads");
     println!("cargo:rerun-if-env-changed=SOURCE_DATE_EPOCH");
+    println!("cargo:rerun-if-env-changed=PROVENANT_BUILD_COMMIT");
 }

@@ -14,6 +14,9 @@ mod bench;
 mod demo;
 mod dev_kafka;
 mod emit;
+mod metrics;
+#[cfg(test)]
+mod ops;
 mod process;
 mod query;
 mod shutdown;
@@ -77,7 +80,12 @@ enum Command {
     /// Run a ledger sink: the write-once archive or the lineage index.
     #[command(subcommand)]
     Sink(sinks::SinkCommand),
-    /// Serve the query API (lineage, events, deployments, rollback, coverage) over an index.
+    /// Serve the query API over an index and, with Kafka, HTTP ingest: the front door at scale.
+    ///
+    /// Queries (lineage, events, deployments, rollback, coverage) over the index; with
+    /// --brokers or a [kafka] table in --config also `POST /v1/events` and `POST
+    /// /api/v1/lineage` into prov.raw. Stateless: run as many as you like. Serves /metrics
+    /// (with the coverage SLI, recomputed every minute), /healthz and /version.
     Serve(query::ServeArgs),
     /// Ask the index: lineage, deployments, rollback target, coverage, one event.
     Query(query::QueryArgs),

@@ -1,68 +1,211 @@
-//! `provenant serve` (the query API over the index) and `provenant query …` (the same
-//! questions from a shell, human output or `--json`).
+//! `provenant serve` (the query API over the index and, with Kafka, HTTP ingest into
+//! prov.raw: the stateless front door at scale) and `provenant query …` (the same questions
+//! from a shell, human output or `--json`).
+//!
+//! `serve` settings come from `--config FILE` (TOML, unknown keys refused) and flags, flags
+//! (and their environment variables) winning:
+//!
+//! ```toml
+//! http = "0.0.0.0:8080"                # queries, ingest, /metrics, /healthz, /version
+//! index = "postgres://provenant@db/provenant"   # PROVENANT_INDEX wins (keeps a password out)
+//! # token = "…"                        # better: PROVENANT_TOKEN
+//! [kafka]                              # provenant_kafka::KafkaConfig; turns on ingest
+//! bootstrap_servers = "kafka-1:9092"
+//! ```
+//!
+//! `serve` also publishes provenance coverage (`provenant_coverage_*`), recomputed from the
+//! index every minute. It holds no state of its own: run as many as needed.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use provenant_index::http::{QueryConfig, router};
-use provenant_index::{Direction, Index};
+use provenant_index::{AnyIndex, Direction, Index};
+use provenant_ingest::{Ingest, IngestConfig};
+use provenant_kafka::{KafkaConfig, KafkaLog};
 use provenant_schemas::EntityKey;
+use serde::Deserialize;
 
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
-    /// The index: `sqlite:///path/index.db`, a plain path, or `postgres://…`.
-    #[arg(long, env = "PROVENANT_INDEX")]
-    index: String,
-    /// Address of the query API, /metrics, /healthz and /version.
-    #[arg(long, default_value = "127.0.0.1:8081")]
-    http: SocketAddr,
-    /// Require `Authorization: Bearer <token>` on queries.
-    #[arg(long, env = "PROVENANT_READ_TOKEN", hide_env_values = true)]
+    /// Settings file (TOML) with any of: http, index, token, insecure, and a [kafka] table
+    /// (provenant_kafka::KafkaConfig) that turns on ingest. Flags win over it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// The index: `sqlite:///path/index.db`, a plain path, or `postgres://…` (required here,
+    /// in the environment or as `index` in --config).
+    #[arg(long, env = "PROVENANT_INDEX", hide_env_values = true)]
+    index: Option<String>,
+    /// Address of the HTTP server: queries (and ingest), /metrics, /healthz, /version
+    /// [default: 127.0.0.1:8081].
+    #[arg(long)]
+    http: Option<SocketAddr>,
+    /// Also take events over HTTP (`POST /v1/events`, `POST /api/v1/lineage`) into prov.raw
+    /// on this Kafka cluster (HOST:PORT,…): the stateless front door at scale.
+    #[arg(long, env = "PROVENANT_BROKERS")]
+    brokers: Option<String>,
+    /// Require `Authorization: Bearer <token>` on queries and ingest.
+    #[arg(long, env = "PROVENANT_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Allow listening on a non-loopback address without a token.
     #[arg(long)]
     insecure: bool,
 }
 
+/// The `serve --config` file.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ServeFile {
+    pub(crate) http: Option<SocketAddr>,
+    /// The index URL (see `--index`).
+    pub(crate) index: Option<String>,
+    pub(crate) token: Option<String>,
+    #[serde(default)]
+    pub(crate) insecure: bool,
+    /// With it, `serve` also runs HTTP ingest into prov.raw on this cluster.
+    pub(crate) kafka: Option<KafkaConfig>,
+}
+
+/// What `serve` runs with: the flags over the `--config` file.
+#[derive(Debug)]
+struct Serve {
+    index: String,
+    http: SocketAddr,
+    token: Option<String>,
+    insecure: bool,
+    /// Ingest into prov.raw on this cluster, when set.
+    kafka: Option<KafkaConfig>,
+}
+
+/// How often `serve` recomputes the coverage gauges from the index.
+const COVERAGE_REFRESH: Duration = Duration::from_secs(60);
+
+impl ServeArgs {
+    fn resolve(&self) -> Result<Serve> {
+        let file: ServeFile = match &self.config {
+            Some(p) => crate::process::load_toml(p)?,
+            None => ServeFile::default(),
+        };
+        let index = self.index.clone().or(file.index).context(
+            "say which index to serve: --index URL, PROVENANT_INDEX, or `index = \"…\"` in --config",
+        )?;
+        Ok(Serve {
+            index,
+            http: self
+                .http
+                .or(file.http)
+                .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8081))),
+            token: self.token.clone().or(file.token),
+            insecure: self.insecure || file.insecure,
+            kafka: crate::process::kafka_settings(self.brokers.as_deref(), file.kafka),
+        })
+    }
+}
+
 pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode> {
-    provenant_ingest::check_listen(args.http, args.token.is_some(), args.insecure)
+    let serve = args.resolve()?;
+    provenant_ingest::check_listen(serve.http, serve.token.is_some(), serve.insecure)
         .map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     runtime.block_on(async {
         let signals = crate::shutdown::StopSignals::install()?;
         let index = Arc::new(
-            provenant_index::open(&args.index)
+            provenant_index::open(&serve.index)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let registry = prometheus::Registry::new();
-        let app = crate::up::http_app(
-            router(
-                index,
-                QueryConfig {
-                    token: args.token.clone(),
-                },
-            ),
-            registry,
+        let coverage = crate::metrics::CoverageMetrics::new(&registry)?;
+        let queries = router(
+            index.clone(),
+            QueryConfig {
+                token: serve.token.clone(),
+            },
         );
-        let listener = tokio::net::TcpListener::bind(args.http)
+        let (routes, log_desc) = match &serve.kafka {
+            Some(k) => {
+                let log = KafkaLog::new(k.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+                let ingest = Ingest::new(
+                    log,
+                    IngestConfig {
+                        token: serve.token.clone(),
+                        ..IngestConfig::default()
+                    },
+                    &registry,
+                )?;
+                (
+                    provenant_ingest::router(ingest).merge(queries),
+                    Some(format!("kafka {}", k.bootstrap_servers)),
+                )
+            }
+            None => (queries, None),
+        };
+        let app = crate::up::http_app(routes, registry);
+        let listener = tokio::net::TcpListener::bind(serve.http)
             .await
-            .with_context(|| format!("listening on {}", args.http))?;
+            .with_context(|| format!("listening on {}", serve.http))?;
         let addr = listener.local_addr()?;
-        println!("provenant serve — roles running: query API");
+        let index_desc = provenant_index::IndexUrl::parse(&serve.index)
+            .map(|u| u.redacted())
+            .unwrap_or_default();
+        match &log_desc {
+            Some(log) => {
+                println!("provenant serve — roles running: ingest, query API");
+                println!("  log       {log} (ingest → prov.raw)");
+                println!("  events    POST http://{addr}/v1/events");
+                println!("  lineage   POST http://{addr}/api/v1/lineage");
+            }
+            None => {
+                println!("provenant serve — roles running: query API (no ingest: no --brokers)");
+            }
+        }
+        println!("  index     {index_desc}");
         println!("  queries   http://{addr}/v1/lineage/{{entity}}?direction=up&depth=6");
         println!("  metrics   http://{addr}/metrics");
-        axum::serve(listener, app)
+        println!("  health    http://{addr}/healthz");
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let refreshing = tokio::spawn(refresh_coverage(index, coverage, stop_rx));
+        let served = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
-                let _ = signals.wait().await;
+                if let Err(e) = signals.wait().await {
+                    tracing::error!(error = %e, "signal handler failed; stopping");
+                }
+                tracing::info!("stopping: finishing requests in flight");
             })
             .await
-            .context("serving HTTP")
+            .context("serving HTTP");
+        let _ = stop_tx.send(true);
+        let _ = refreshing.await;
+        served
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Recomputes the coverage gauges from the index now and every [`COVERAGE_REFRESH`] until
+/// `stop` changes. A failure is logged and retried at the next tick (the gauges keep their
+/// last value; `provenant_coverage_refreshed_timestamp_seconds` shows how old it is).
+async fn refresh_coverage(
+    index: Arc<AnyIndex>,
+    metrics: crate::metrics::CoverageMetrics,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(COVERAGE_REFRESH);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => return,
+        }
+        match index.coverage().await {
+            Ok(c) => metrics.observe(&c),
+            Err(e) => tracing::warn!(error = %e, "computing coverage failed"),
+        }
+    }
 }
 
 #[derive(Debug, Args)]

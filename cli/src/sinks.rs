@@ -1,18 +1,17 @@
-//! `provenant sink archive|index` and `provenant serve`, and the sink roles `provenant up`
-//! runs: each sink is a [`LedgerSink`] fed by `provenant_sink::run` as its own consumer
-//! group over `prov.ledger`.
+//! `provenant sink archive|index`, and the sink roles `provenant up` runs: each sink is a
+//! [`LedgerSink`] fed by `provenant_sink::run` as its own consumer group over `prov.ledger`.
 //!
 //! Settings from `--config FILE` (TOML, unknown keys refused) and flags, flags winning:
 //!
 //! ```toml
 //! data_dir = "provenant-data"       # embedded log in DATA_DIR/log (when no [kafka])
-//! http = "127.0.0.1:9465"           # /metrics, /healthz (and the query API for `serve`)
+//! http = "127.0.0.1:9465"           # /metrics, /healthz
 //! [kafka]                           # provenant_kafka::KafkaConfig
 //! bootstrap_servers = "kafka-1:9092"
 //! [archive]                         # provenant_archive::ArchiveConfig
 //! url = "s3://provenant-archive/prod"
 //! key_dir = "/etc/provenant/keys"
-//! [index]
+//! [index]                           # `sink index --index` / PROVENANT_INDEX win over url
 //! url = "postgres://provenant@db/provenant"
 //! ```
 
@@ -33,6 +32,8 @@ use provenant_schemas::ledger::LedgerEntry;
 use provenant_schemas::validity::ReaderState;
 use provenant_sink::{LedgerSink, RunnerConfig, SinkError, SinkMetrics};
 use serde::Deserialize;
+
+use crate::metrics::ArchiveMetrics;
 
 /// The index as a ledger sink: event records (and markers, link resolutions) applied with
 /// the reader state in one transaction.
@@ -79,8 +80,8 @@ impl LedgerSink for IndexSink {
     }
 }
 
-/// The archive as a ledger sink.
-pub(crate) struct ArchiveRole(pub(crate) ArchiveSink);
+/// The archive as a ledger sink, publishing the segments and checkpoints it writes.
+pub(crate) struct ArchiveRole(pub(crate) ArchiveSink, pub(crate) ArchiveMetrics);
 
 impl LedgerSink for ArchiveRole {
     fn name(&self) -> &'static str {
@@ -88,10 +89,15 @@ impl LedgerSink for ArchiveRole {
     }
 
     async fn resume(&mut self, partition: u32) -> Result<Option<ReaderState>, SinkError> {
-        self.0
+        let state = self
+            .0
             .resume(partition)
             .await
-            .map_err(|e| SinkError::sink("archive", e))
+            .map_err(|e| SinkError::sink("archive", e))?;
+        if let Some(s) = &state {
+            self.1.resumed(partition, s);
+        }
+        Ok(state)
     }
 
     async fn write(
@@ -100,27 +106,33 @@ impl LedgerSink for ArchiveRole {
         entries: &[(u64, LedgerEntry)],
         state: &ReaderState,
     ) -> Result<(), SinkError> {
-        self.0
+        let closed = self
+            .0
             .write(partition, entries, state)
             .await
-            .map(|_| ())
-            .map_err(|e| SinkError::sink("archive", e))
+            .map_err(|e| SinkError::sink("archive", e))?;
+        self.1.closed(&closed);
+        Ok(())
     }
 
     async fn tick(&mut self) -> Result<(), SinkError> {
-        self.0
+        let closed = self
+            .0
             .tick(Instant::now())
             .await
-            .map(|_| ())
-            .map_err(|e| SinkError::sink("archive", e))
+            .map_err(|e| SinkError::sink("archive", e))?;
+        self.1.closed(&closed);
+        Ok(())
     }
 
     async fn close_partition(&mut self, partition: u32) -> Result<(), SinkError> {
-        self.0
+        let closed = self
+            .0
             .close_partition(partition)
             .await
-            .map(|_| ())
-            .map_err(|e| SinkError::sink("archive", e))
+            .map_err(|e| SinkError::sink("archive", e))?;
+        self.1.closed(&closed);
+        Ok(())
     }
 }
 
@@ -143,7 +155,17 @@ pub(crate) enum SinkCommand {
     /// Archive the ledger write-once (segments, manifests, signed checkpoints).
     Archive(SinkArgs),
     /// Index the ledger's lineage (SQLite file or PostgreSQL).
-    Index(SinkArgs),
+    Index(IndexSinkArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct IndexSinkArgs {
+    #[command(flatten)]
+    common: SinkArgs,
+    /// The index (`sqlite:///path/index.db`, a plain path, or `postgres://…`), over `[index]
+    /// url` in --config: keeps a password out of the file.
+    #[arg(long, env = "PROVENANT_INDEX", hide_env_values = true)]
+    index: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -159,7 +181,7 @@ pub(crate) struct SinkArgs {
     http: Option<SocketAddr>,
 }
 
-/// The `--config` file of the sink and serve roles.
+/// The `--config` file of the sink roles.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SinkFile {
@@ -181,9 +203,9 @@ pub(crate) struct IndexSection {
 }
 
 pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
-    let (args, which) = match cmd {
-        SinkCommand::Archive(a) => (a, "archive"),
-        SinkCommand::Index(a) => (a, "index"),
+    let (args, which, index_url) = match cmd {
+        SinkCommand::Archive(a) => (a, "archive", None),
+        SinkCommand::Index(a) => (&a.common, "index", a.index.clone()),
     };
     let file: SinkFile = match &args.config {
         Some(p) => crate::process::load_toml(p)?,
@@ -196,7 +218,7 @@ pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let kafka = crate::process::kafka_settings(args.brokers.as_deref(), file.kafka);
     let archive = file.archive;
-    let index = file.index;
+    let index = index_url.map(|url| IndexSection { url }).or(file.index);
     runtime.block_on(async move {
         if let Some(k) = kafka {
             let desc = format!("kafka {}", k.bootstrap_servers);
@@ -236,6 +258,7 @@ async fn serve_sink<L: Log>(
     let signals = crate::shutdown::StopSignals::install()?;
     let registry = prometheus::Registry::new();
     let metrics = SinkMetrics::new(&registry)?;
+    let archive_metrics = ArchiveMetrics::new(&registry)?;
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("listening on {http}"))?;
@@ -257,7 +280,7 @@ async fn serve_sink<L: Log>(
         "archive" => {
             let cfg = archive.context("--config needs an [archive] table (url, key_dir)")?;
             println!("  archive   {}", cfg.url);
-            let sink = ArchiveRole(open_archive(&cfg).await?);
+            let sink = ArchiveRole(open_archive(&cfg).await?, archive_metrics);
             provenant_sink::run(
                 log,
                 sink,
@@ -316,6 +339,10 @@ mod tests {
                     crate::process::load_policy(Some(&policy))
                         .unwrap_or_else(|e| panic!("{name}: policy: {e:#}"));
                 }
+            } else if name.starts_with("serve") {
+                let f: crate::query::ServeFile =
+                    crate::process::load_toml(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+                assert!(f.index.is_some(), "{name}: no index");
             } else if name.starts_with("up") {
                 let _: crate::up::UpFile =
                     crate::process::load_toml(&path).unwrap_or_else(|e| panic!("{name}: {e:#}"));
@@ -330,11 +357,13 @@ mod tests {
                     "{name}: no sink table"
                 );
             } else {
-                panic!("{name}: which role is this example for? name it up*, process-* or sink-*");
+                panic!(
+                    "{name}: which role is this example for? name it up*, serve*, process-* or sink-*"
+                );
             }
             seen += 1;
         }
-        assert!(seen >= 5, "found {seen} example configs");
+        assert!(seen >= 6, "found {seen} example configs");
     }
 
     #[test]

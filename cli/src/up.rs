@@ -203,6 +203,7 @@ pub(crate) async fn serve<L: Log>(
     )?;
     // The sinks: archive (DATA_DIR/archive, signed by DATA_DIR/keys) and index (SQLite).
     let sink_metrics = provenant_sink::SinkMetrics::new(&registry)?;
+    let archive_metrics = crate::metrics::ArchiveMetrics::new(&registry)?;
     let archive_cfg = provenant_archive::ArchiveConfig {
         url: args.data_dir().join("archive").display().to_string(),
         key_dir: Some(args.data_dir().join("keys")),
@@ -258,7 +259,7 @@ pub(crate) async fn serve<L: Log>(
     let mut archive_stop = sinks_stop.clone();
     let archiving = tokio::spawn(provenant_sink::run(
         log_for_sinks.clone(),
-        crate::sinks::ArchiveRole(archive),
+        crate::sinks::ArchiveRole(archive, archive_metrics),
         provenant_sink::RunnerConfig::new("provenant-archive"),
         sink_metrics.clone(),
         async move {

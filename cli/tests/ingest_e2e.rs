@@ -12,7 +12,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use provenant_log::{Log, LogReader, RAW_TOPIC};
+use provenant_log::{Log, LogReader, RAW_TOPIC, StoredRecord};
 use provenant_producer::{Emitter, EmitterConfig, HttpTransport, LogTransport, Transport};
 use provenant_schemas::{Event, EventData, Runtime};
 
@@ -35,29 +35,37 @@ fn event(emitter: usize, seq: usize) -> Event {
     )
 }
 
+/// Every record of `prov.raw`, partition by partition, each in log order.
+async fn raw_records<L: Log>(log: &L) -> Vec<StoredRecord> {
+    let mut out = Vec::new();
+    for p in 0..log.partition_count(RAW_TOPIC).await.unwrap() {
+        let end = log.watermarks(RAW_TOPIC, p).await.unwrap().end;
+        let mut reader = log.reader(RAW_TOPIC, p, 0).await.unwrap();
+        while reader.position() < end {
+            out.extend(
+                reader
+                    .next_batch(10_000, Duration::from_secs(5))
+                    .await
+                    .unwrap(),
+            );
+        }
+    }
+    out
+}
+
 /// Reads all of `prov.raw`: asserts the count, no duplicate event ids, and per key increasing
 /// sequence numbers from one emitter.
 async fn check_raw<L: Log>(log: &L, expected: usize) {
     let mut per_key: HashMap<Vec<u8>, Vec<(usize, usize)>> = HashMap::new();
     let mut ids = HashSet::new();
-    for p in 0..log.partition_count(RAW_TOPIC).await.unwrap() {
-        let end = log.watermarks(RAW_TOPIC, p).await.unwrap().end;
-        let mut reader = log.reader(RAW_TOPIC, p, 0).await.unwrap();
-        while reader.position() < end {
-            for r in reader
-                .next_batch(10_000, Duration::from_secs(5))
-                .await
-                .unwrap()
-            {
-                let id = String::from_utf8(r.record.header("ce_id").unwrap().to_vec()).unwrap();
-                assert!(ids.insert(id.clone()), "duplicate {id}");
-                let (emitter, seq) = id.split_once('-').unwrap();
-                per_key
-                    .entry(r.record.key.clone().unwrap().to_vec())
-                    .or_default()
-                    .push((emitter.parse().unwrap(), seq.parse().unwrap()));
-            }
-        }
+    for r in raw_records(log).await {
+        let id = String::from_utf8(r.record.header("ce_id").unwrap().to_vec()).unwrap();
+        assert!(ids.insert(id.clone()), "duplicate {id}");
+        let (emitter, seq) = id.split_once('-').unwrap();
+        per_key
+            .entry(r.record.key.clone().unwrap().to_vec())
+            .or_default()
+            .push((emitter.parse().unwrap(), seq.parse().unwrap()));
     }
     assert_eq!(ids.len(), expected, "events in prov.raw");
     for (key, seqs) in per_key {
@@ -230,4 +238,113 @@ async fn log_down_gives_503_with_retry_after_and_nothing_acknowledged() {
     assert_eq!(resp.status().as_u16(), 503);
     assert!(resp.headers().get("retry-after").is_some());
     up.stop();
+}
+
+/// `provenant serve --config` with a [kafka] table: the stateless front door takes an event
+/// over HTTP into prov.raw on dev-kafka and answers queries and /metrics; a flag wins over the
+/// file (--http), and SIGTERM stops it cleanly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_with_kafka_takes_events_into_prov_raw_and_answers_queries() {
+    let broker = Broker::start(&["--partitions", "2"]);
+    let data = tempfile::tempdir().unwrap();
+    let config = data.path().join("serve.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "http = \"127.0.0.1:1\"\nindex = \"{}\"\n\n[kafka]\nbootstrap_servers = \"{}\"\nclient_id = \"serve-test\"\n",
+            data.path().join("index.db").display(),
+            broker.bootstrap
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let base = format!("http://127.0.0.1:{port}");
+    let mut serve = std::process::Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .args(["serve", "--config", config.to_str().unwrap()])
+        .args(["--http", &format!("127.0.0.1:{port}")])
+        .env_remove("PROVENANT_INDEX")
+        .env_remove("PROVENANT_BROKERS")
+        .env_remove("PROVENANT_TOKEN")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "serve did not start");
+        assert!(serve.try_wait().unwrap().is_none(), "serve exited");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = reqwest::Client::new();
+    let body = serde_json::json!({
+        "specversion": "1.0", "id": "serve-1", "source": "test://serve", "type": "io.provenant.runtime.v1",
+        "data": {"instance_id": "i-1", "service": "shop", "environment": "prod", "deploy_id": "d-1"}
+    });
+    let resp = client
+        .post(format!("{base}/v1/events"))
+        .header("content-type", "application/cloudevents+json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 202, "{:?}", resp.text().await);
+    let coverage = client
+        .get(format!("{base}/v1/coverage"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(coverage.status().as_u16(), 200);
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("provenant_ingest_events_total{kind=\"runtime\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("provenant_coverage_refreshed_timestamp_seconds"),
+        "{metrics}"
+    );
+
+    // The event is in prov.raw, once.
+    let found = raw_records(&broker.log())
+        .await
+        .iter()
+        .filter(|r| r.record.header("ce_id").map(|v| v.as_ref()) == Some(b"serve-1".as_slice()))
+        .count();
+    assert_eq!(found, 1);
+
+    let pid = serve.id().to_string();
+    std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap();
+    let out = serve.wait_with_output().unwrap();
+    assert!(out.status.success(), "serve exited with {}", out.status);
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("roles running: ingest, query API"),
+        "{printed}"
+    );
+}
+
+/// Without an index anywhere, serve says where to give one (exit 2).
+#[test]
+fn serve_without_an_index_says_how_to_give_one() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .args(["serve", "--http", "127.0.0.1:0"])
+        .env_remove("PROVENANT_INDEX")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("--index URL, PROVENANT_INDEX, or `index"),
+        "{err}"
+    );
 }

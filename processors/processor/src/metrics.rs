@@ -2,6 +2,7 @@
 //! (stage, kind, error code, detector or policy rule name, link status, partition number,
 //! validity reason): never from an event value.
 
+use prometheus::core::Collector;
 use prometheus::{
     Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -124,22 +125,7 @@ impl ProcessorMetrics {
             "provenant_processor_entities",
             "Entities known to this instance's entity state.",
         )?;
-        registry.register(Box::new(events.clone()))?;
-        registry.register(Box::new(dlq.clone()))?;
-        registry.register(Box::new(duplicates.clone()))?;
-        registry.register(Box::new(redactions.clone()))?;
-        registry.register(Box::new(links.clone()))?;
-        registry.register(Box::new(pending_links.clone()))?;
-        registry.register(Box::new(known_links.clone()))?;
-        registry.register(Box::new(head_seq.clone()))?;
-        registry.register(Box::new(lag.clone()))?;
-        registry.register(Box::new(stage_seconds.clone()))?;
-        registry.register(Box::new(ignored.clone()))?;
-        registry.register(Box::new(takeovers.clone()))?;
-        registry.register(Box::new(fenced_out.clone()))?;
-        registry.register(Box::new(batch_size.clone()))?;
-        registry.register(Box::new(entities.clone()))?;
-        Ok(Self {
+        let me = Self {
             events,
             dlq,
             duplicates,
@@ -155,7 +141,34 @@ impl ProcessorMetrics {
             fenced_out,
             batch_size,
             entities,
-        })
+        };
+        for c in me.collectors() {
+            registry.register(c)?;
+        }
+        Ok(me)
+    }
+
+    /// Every metric as a collector (clones sharing the same values), registered or not: for
+    /// registration, and for tools that check dashboards and alert rules against the names,
+    /// types and labels the code exports (`cli/src/ops.rs`).
+    pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.events.clone()),
+            Box::new(self.dlq.clone()),
+            Box::new(self.duplicates.clone()),
+            Box::new(self.redactions.clone()),
+            Box::new(self.links.clone()),
+            Box::new(self.pending_links.clone()),
+            Box::new(self.known_links.clone()),
+            Box::new(self.head_seq.clone()),
+            Box::new(self.lag.clone()),
+            Box::new(self.stage_seconds.clone()),
+            Box::new(self.ignored.clone()),
+            Box::new(self.takeovers.clone()),
+            Box::new(self.fenced_out.clone()),
+            Box::new(self.batch_size.clone()),
+            Box::new(self.entities.clone()),
+        ]
     }
 
     /// Metrics registered nowhere (for tests and tools).

@@ -1,6 +1,7 @@
 //! Every metric of the ingest role, declared in one place. Labels carry only closed sets
 //! (kind, error code, route, status): never an event value.
 
+use prometheus::core::Collector;
 use prometheus::{IntCounterVec, Opts, Registry};
 
 /// Ingest counters.
@@ -35,14 +36,26 @@ impl IngestMetrics {
             ),
             &["route", "status"],
         )?;
-        registry.register(Box::new(accepted.clone()))?;
-        registry.register(Box::new(rejected.clone()))?;
-        registry.register(Box::new(requests.clone()))?;
-        Ok(Self {
+        let me = Self {
             accepted,
             rejected,
             requests,
-        })
+        };
+        for c in me.collectors() {
+            registry.register(c)?;
+        }
+        Ok(me)
+    }
+
+    /// Every metric as a collector (clones sharing the same values), registered or not: for
+    /// registration, and for tools that check dashboards and alert rules against the names,
+    /// types and labels the code exports (`cli/src/ops.rs`).
+    pub fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.accepted.clone()),
+            Box::new(self.rejected.clone()),
+            Box::new(self.requests.clone()),
+        ]
     }
 
     pub(crate) fn accepted(&self, kind: &str) {

@@ -150,18 +150,30 @@ impl SinkMetrics {
             .buckets(prometheus::exponential_buckets(1.0, 4.0, 8)?),
             &["sink"],
         )?;
-        registry.register(Box::new(written.clone()))?;
-        registry.register(Box::new(ignored.clone()))?;
-        registry.register(Box::new(lag.clone()))?;
-        registry.register(Box::new(write_seconds.clone()))?;
-        registry.register(Box::new(batch.clone()))?;
-        Ok(Self {
+        let me = Self {
             written,
             ignored,
             lag,
             write_seconds,
             batch,
-        })
+        };
+        for c in me.collectors() {
+            registry.register(c)?;
+        }
+        Ok(me)
+    }
+
+    /// Every metric as a collector (clones sharing the same values), registered or not: for
+    /// registration, and for tools that check dashboards and alert rules against the names,
+    /// types and labels the code exports (`cli/src/ops.rs`).
+    pub fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.written.clone()),
+            Box::new(self.ignored.clone()),
+            Box::new(self.lag.clone()),
+            Box::new(self.write_seconds.clone()),
+            Box::new(self.batch.clone()),
+        ]
     }
 }
 
