@@ -13,10 +13,12 @@
 //!
 //! Run: `cargo test -p provenant --features docker-tests --test docker` (README.md). Without
 //! the feature this file compiles to nothing. CI compiles it with the feature (scripts/test)
-//! but cannot run it: there is no Docker engine there (../shared/TESTING.md). The three
-//! conformance suites also run on every CI run, against `provenant dev-kafka`
+//! but cannot run it: there is no Docker engine there (../shared/TESTING.md). Everything here
+//! also runs on every CI run against the stand-ins of this machine, so these tests are never
+//! the only coverage of a part: the conformance suites on `provenant dev-kafka`
 //! (kafka_conformance.rs), SeaweedFS (sinks/archive/tests/conformance_s3.rs) and the local
-//! PostgreSQL (sinks/index/tests/postgres.rs); these tests are never their only coverage.
+//! PostgreSQL (sinks/index/tests/postgres.rs), and the end-to-end run on all three
+//! (roles_e2e.rs).
 //!
 //! Each test starts its own containers and removes them when it ends (also when it fails).
 //! Images: `apache/kafka:3.8.0` (the testcontainers module's tested tag, KRaft; the JVM image

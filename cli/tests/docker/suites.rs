@@ -1,7 +1,9 @@
 //! What `tests/docker.rs` runs once its containers are up, given only their addresses: the
 //! archive and index conformance suites (each check on its own prefix or schema, every
 //! failure reported, not just the first) and the end-to-end run of the real roles as
-//! processes. Nothing here starts a container, so the same code runs against any stack.
+//! processes. Nothing here starts a container, so the same code runs against any stack:
+//! `tests/roles_e2e.rs` runs the end-to-end run on dev-kafka, SeaweedFS and the local
+//! PostgreSQL on every CI run.
 
 use std::path::Path;
 use std::process::Command;
@@ -97,14 +99,24 @@ pub(crate) fn with_search_path(url: &str, schema: &str) -> String {
     format!("{url}{sep}options=-c%20search_path%3D{schema}")
 }
 
-/// A schema of its own in the database at `url`; returns the index URL that uses it.
-async fn fresh_schema(admin: &tokio_postgres::Client, url: &str, prefix: &str) -> String {
+/// A schema of its own in the database at `url`: its name, and the index URL that uses it.
+async fn fresh_schema(admin: &tokio_postgres::Client, url: &str, prefix: &str) -> (String, String) {
     let schema = unique(prefix);
     admin
         .batch_execute(&format!("CREATE SCHEMA {schema}"))
         .await
         .unwrap();
-    with_search_path(url, &schema)
+    let index_url = with_search_path(url, &schema);
+    (schema, index_url)
+}
+
+/// Drops a schema of [`fresh_schema`] with everything in it (after a check that passed; one
+/// that failed leaves its schema to look at).
+async fn drop_schema(admin: &tokio_postgres::Client, schema: &str) {
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
 }
 
 /// The index conformance suite on the PostgreSQL database at `url`, each check on a fresh,
@@ -114,12 +126,17 @@ pub(crate) async fn index_suite(url: &str) -> Vec<String> {
     let mut failed = Vec::new();
     for name in provenant_index::conformance::CHECKS {
         let t = Instant::now();
-        let index_url = fresh_schema(&admin, url, "conformance").await;
+        let (schema, index_url) = fresh_schema(&admin, url, "conformance").await;
         let index = PostgresIndex::open(&index_url)
             .await
             .unwrap_or_else(|e| panic!("opening the index at {index_url}: {e}"));
-        match provenant_index::conformance::run(name, &index).await {
-            Ok(()) => eprintln!("ok   index {name} ({:.1?})", t.elapsed()),
+        let outcome = provenant_index::conformance::run(name, &index).await;
+        drop(index);
+        match outcome {
+            Ok(()) => {
+                drop_schema(&admin, &schema).await;
+                eprintln!("ok   index {name} ({:.1?})", t.elapsed());
+            }
             Err(e) => {
                 eprintln!("FAIL index {name}: {e}");
                 failed.push(e.to_string());
@@ -224,7 +241,7 @@ pub(crate) async fn end_to_end(stack: &Stack, partitions: u32) {
     let key_dir = dir.path().join("keys");
     let archive_url = stack.s3.url(&unique("e2e"));
     let admin = connect(&stack.postgres).await;
-    let index_url = fresh_schema(&admin, &stack.postgres, "e2e").await;
+    let (schema, index_url) = fresh_schema(&admin, &stack.postgres, "e2e").await;
 
     // The sinks' --config files, as an operator writes them (examples/config/sink-*.toml).
     let archive_toml = dir.path().join("sink-archive.toml");
@@ -447,4 +464,6 @@ allow_http = true
     let want = indexed(&index, partitions).await;
     assert_eq!(per, want, "archive vs index chain heads: {report:#}");
     eprintln!("end to end: lineage\n{tree}\narchive per partition {per:?}: verify OK");
+    drop(index);
+    drop_schema(&admin, &schema).await;
 }
