@@ -20,17 +20,7 @@ use std::time::{Duration, Instant};
 use provenant_log::{GroupEvent, GroupMember, Log, LogError, Record, conformance};
 
 mod common;
-use common::Broker;
-
-fn init_logs() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .with_test_writer()
-        .try_init();
-}
+use common::{Broker, init_logs};
 
 /// Bytes that lz4 cannot shrink (xorshift), so the mock's size cap is reached for real.
 fn incompressible(seed: u64, len: usize) -> Vec<u8> {

@@ -67,15 +67,33 @@ impl Broker {
     }
 
     pub fn log(&self) -> KafkaLog {
-        KafkaLog::new(KafkaConfig {
-            session_timeout_ms: Some(6000),
-            heartbeat_interval_ms: Some(500),
-            message_timeout_ms: 3000,
-            request_timeout_ms: 3000,
-            ..KafkaConfig::new(&self.bootstrap)
-        })
-        .unwrap()
+        kafka_log(&self.bootstrap)
     }
+}
+
+/// The Kafka log with the short timeouts tests want (a group member is dropped 6 s after it
+/// stops heartbeating, an unreachable broker fails a call in 3 s).
+pub fn kafka_log(bootstrap: &str) -> KafkaLog {
+    KafkaLog::new(KafkaConfig {
+        session_timeout_ms: Some(6000),
+        heartbeat_interval_ms: Some(500),
+        message_timeout_ms: 3000,
+        request_timeout_ms: 3000,
+        ..KafkaConfig::new(bootstrap)
+    })
+    .unwrap()
+}
+
+/// Logs of the code under test (librdkafka's included, at info unless `RUST_LOG` says
+/// otherwise) in the test's output.
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_test_writer()
+        .try_init();
 }
 
 impl Drop for Broker {
@@ -136,6 +154,67 @@ impl Up {
 }
 
 impl Drop for Up {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A Provenant role (`provenant process`, `provenant sink archive|index`, …) as its own
+/// process, its stderr shown with the test's output. Killed (SIGKILL) and reaped on drop, so
+/// a failing test leaves nothing running; [`Role::stop`] stops it as an operator would.
+pub struct Role {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Role {
+    /// Starts `provenant ARGS…` with `PROVENANT_LOG=warn`.
+    pub fn start(name: &str, args: &[&str]) -> Role {
+        let child = Command::new(env!("CARGO_BIN_EXE_provenant"))
+            .args(args)
+            .env("PROVENANT_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start provenant {args:?}: {e}"));
+        Role {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    /// Panics if the process has exited (a role that stops by itself has failed).
+    pub fn assert_running(&mut self) {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            panic!("{} exited on its own with {status}", self.name);
+        }
+    }
+
+    /// SIGTERM, then waits (at most `within`) for a clean exit: status 0.
+    pub fn stop(mut self, within: std::time::Duration) {
+        self.assert_running();
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+        assert!(sent.success(), "kill -TERM {pid} ({})", self.name);
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                assert!(status.success(), "{} exited with {status}", self.name);
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} did not stop within {within:?} of SIGTERM",
+                self.name
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Role {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
