@@ -39,6 +39,11 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let registry = prometheus::Registry::new();
+        let _slis = crate::sinks::IndexSlis::start(
+            index.clone(),
+            &registry,
+            crate::sinks::DEFAULT_SLI_REFRESH,
+        )?;
         let app = crate::up::http_app(
             router(
                 index,

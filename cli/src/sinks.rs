@@ -14,13 +14,14 @@
 //! key_dir = "/etc/provenant/keys"
 //! [index]
 //! url = "postgres://provenant@db/provenant"
+//! sli_refresh = "15s"               # how often the provenance SLI gauges are read
 //! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -76,6 +77,139 @@ impl LedgerSink for IndexSink {
 
     async fn close_partition(&mut self, _partition: u32) -> Result<(), SinkError> {
         Ok(())
+    }
+}
+
+/// How often the provenance SLIs are read from the index unless configured
+/// (`[index] sli_refresh`).
+pub(crate) const DEFAULT_SLI_REFRESH: Duration = Duration::from_secs(15);
+
+/// The provenance SLIs of an index as gauges on a role's `/metrics` (the index sink, `serve`,
+/// `up`), read by a task right away and then every `every`: one [`Index::coverage`] and one
+/// [`Index::stats`] call, so the cost does not grow with the scrape rate. No label carries an
+/// event value. The task stops when this is dropped.
+///
+/// The *rate* of missing links over time comes from the processor's counters
+/// (`provenant_processor_links_total{status}`); these gauges are the index's standing view.
+#[derive(Debug)]
+pub(crate) struct IndexSlis(tokio::task::JoinHandle<()>);
+
+impl IndexSlis {
+    pub(crate) fn start(
+        index: Arc<AnyIndex>,
+        registry: &prometheus::Registry,
+        every: Duration,
+    ) -> Result<IndexSlis> {
+        let gauges = SliGauges::new(registry).context("registering the index SLI metrics")?;
+        Ok(IndexSlis(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                gauges.refresh(index.as_ref()).await;
+            }
+        })))
+    }
+}
+
+impl Drop for IndexSlis {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The SLI gauges, declared in one place.
+#[derive(Debug)]
+struct SliGauges {
+    coverage: prometheus::Gauge,
+    deployed: prometheus::IntGauge,
+    proven: prometheus::IntGauge,
+    missing: prometheus::IntGauge,
+    resolved: prometheus::IntGauge,
+    missing_ratio: prometheus::Gauge,
+    events: prometheus::IntGauge,
+    refreshed: prometheus::Gauge,
+    failures: prometheus::IntCounter,
+}
+
+impl SliGauges {
+    fn new(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        use prometheus::{Gauge, IntCounter, IntGauge};
+        let g = Self {
+            coverage: Gauge::new(
+                "provenant_index_coverage_ratio",
+                "Share of the distinct artifacts deployed now (latest deploy per service and environment) with build provenance (artifact built_by build built_from commit); NaN when nothing is deployed.",
+            )?,
+            deployed: IntGauge::new(
+                "provenant_index_deployed_artifacts",
+                "Distinct artifacts deployed now (the coverage ratio's denominator).",
+            )?,
+            proven: IntGauge::new(
+                "provenant_index_proven_artifacts",
+                "Of the artifacts deployed now, those with build provenance (the coverage ratio's numerator).",
+            )?,
+            missing: IntGauge::new(
+                "provenant_index_missing_links",
+                "Edges of the index whose link is still pending (target not in the ledger).",
+            )?,
+            resolved: IntGauge::new(
+                "provenant_index_resolved_links",
+                "Edges of the index whose link is resolved.",
+            )?,
+            missing_ratio: Gauge::new(
+                "provenant_index_missing_link_ratio",
+                "Missing links over all links (pending / (pending + resolved)); NaN when there are no links.",
+            )?,
+            events: IntGauge::new("provenant_index_events", "Events in the index.")?,
+            refreshed: Gauge::new(
+                "provenant_index_sli_refresh_timestamp_seconds",
+                "Unix time the index SLIs were last read.",
+            )?,
+            failures: IntCounter::new(
+                "provenant_index_sli_refresh_failures_total",
+                "Reads of the index SLIs that failed (the gauges keep their last value).",
+            )?,
+        };
+        registry.register(Box::new(g.coverage.clone()))?;
+        registry.register(Box::new(g.deployed.clone()))?;
+        registry.register(Box::new(g.proven.clone()))?;
+        registry.register(Box::new(g.missing.clone()))?;
+        registry.register(Box::new(g.resolved.clone()))?;
+        registry.register(Box::new(g.missing_ratio.clone()))?;
+        registry.register(Box::new(g.events.clone()))?;
+        registry.register(Box::new(g.refreshed.clone()))?;
+        registry.register(Box::new(g.failures.clone()))?;
+        Ok(g)
+    }
+
+    async fn refresh<I: Index>(&self, index: &I) {
+        // Stats first: coverage read after them is at least as new (a test waits for the
+        // event count, then compares the coverage).
+        let read = async {
+            let stats = index.stats().await?;
+            Ok::<_, provenant_index::IndexError>((index.coverage().await?, stats))
+        };
+        let (coverage, stats) = match read.await {
+            Ok(r) => r,
+            Err(e) => {
+                self.failures.inc();
+                tracing::warn!(error = %e, "reading the provenance SLIs from the index failed");
+                return;
+            }
+        };
+        let int = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        self.coverage.set(coverage.ratio.unwrap_or(f64::NAN));
+        self.deployed.set(int(coverage.deployed_artifacts));
+        self.proven.set(int(coverage.proven));
+        self.missing.set(int(stats.pending_links));
+        self.resolved.set(int(stats.resolved_links));
+        self.missing_ratio
+            .set(stats.missing_link_rate().unwrap_or(f64::NAN));
+        self.events.set(int(stats.events));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0.0, |d| d.as_secs_f64());
+        self.refreshed.set(now);
     }
 }
 
@@ -178,6 +312,16 @@ pub(crate) struct SinkFile {
 pub(crate) struct IndexSection {
     /// `sqlite:///path/index.db`, a plain path, or `postgres://…`.
     pub(crate) url: String,
+    /// How often the provenance SLI gauges are read from the index ("15s", "1m", …).
+    #[serde(
+        default = "default_sli_refresh",
+        deserialize_with = "provenant_archive::config::deserialize_duration"
+    )]
+    pub(crate) sli_refresh: Duration,
+}
+
+fn default_sli_refresh() -> Duration {
+    DEFAULT_SLI_REFRESH
 }
 
 pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
@@ -240,7 +384,7 @@ async fn serve_sink<L: Log>(
         .await
         .with_context(|| format!("listening on {http}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let app = crate::up::http_app(axum::Router::new(), registry);
+    let app = crate::up::http_app(axum::Router::new(), registry.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = crate::process::spawn_http(listener, app, stop_rx.clone());
     println!("provenant sink {which} — roles running: {which} sink");
@@ -278,9 +422,11 @@ async fn serve_sink<L: Log>(
                     .map(|u| u.redacted())
                     .unwrap_or_default()
             );
+            let idx = Arc::new(idx);
+            let _slis = IndexSlis::start(idx.clone(), &registry, section.sli_refresh)?;
             provenant_sink::run(
                 log,
-                IndexSink(Arc::new(idx)),
+                IndexSink(idx),
                 RunnerConfig::new("provenant-index"),
                 metrics,
                 stopped,

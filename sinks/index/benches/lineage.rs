@@ -20,6 +20,8 @@
 //! Queries: walk up from a random running instance and down from a random commit, at depth D
 //! (6); the baseline is `event_at` (primary key) of a random record. Each latency is one call
 //! through the trait, measured on the client; Q calls of each kind after 50 warm-up calls.
+//! Last, the cost of one refresh of the provenance SLI gauges (`stats()` then `coverage()`,
+//! what `provenant sink index`, `serve` and `up` run every 15 s): 20 runs after 2 warm-up.
 
 #![allow(
     clippy::unwrap_used,
@@ -303,6 +305,29 @@ async fn measure<I: Index>(
     run("baseline: event_at (primary key)", 2).await;
     run(&format!("lineage up from instance, depth {d}"), 0).await;
     run(&format!("lineage down from commit, depth {d}"), 1).await;
+
+    // What the SLI gauges of a role cost per refresh (every 15 s by default): `stats()` and
+    // `coverage()` in a row. Whole-table counts, so fewer runs.
+    let runs = args.queries.clamp(1, 20);
+    let mut times = Vec::with_capacity(runs);
+    for i in 0..runs + 2 {
+        let t = Instant::now();
+        index.stats().await.unwrap();
+        index.coverage().await.unwrap();
+        if i >= 2 {
+            times.push(t.elapsed());
+        }
+    }
+    times.sort();
+    rows.push(Row {
+        backend,
+        events,
+        query: "SLI refresh: stats() + coverage()".to_owned(),
+        p50: percentile(&times, 0.50),
+        p99: percentile(&times, 0.99),
+        max: percentile(&times, 1.0),
+        nodes: 0.0,
+    });
 }
 
 async fn admin() -> tokio_postgres::Client {
