@@ -174,7 +174,7 @@ async fn trials<T: Target>(mut target: T) {
     let trials = knob("PROVENANT_CRASH_TRIALS", 3);
     let events = knob("PROVENANT_CRASH_EVENTS", 5_000);
     let started = Instant::now();
-    let mut pipe = Pipeline::start(events, Duration::from_secs(trials as u64 * 12));
+    let mut pipe = Pipeline::start(events, Duration::from_secs(trials as u64 * 15));
     let config = pipe.dir.path().join("sink.toml");
     std::fs::write(
         &config,
@@ -187,6 +187,7 @@ async fn trials<T: Target>(mut target: T) {
     let mut rng = rand::rng();
     let mut sink = start();
     let mut kills = Vec::new();
+    let mut producing = 0;
     for t in 0..trials {
         // Kill only once this life of the sink is writing, at a random moment after.
         let deadline = Instant::now() + Duration::from_secs(120);
@@ -200,10 +201,10 @@ async fn trials<T: Target>(mut target: T) {
         let written = records_written(port, T::WHICH).await;
         kill9(&mut sink);
         kills.push(written);
+        producing += usize::from(pipe.producing.as_ref().is_some_and(|p| !p.is_finished()));
         target.after_kill().await;
         sink = start();
     }
-    let producing = pipe.producing.as_ref().is_some_and(|p| !p.is_finished());
     let ledger = pipe.settle().await;
     let deadline = Instant::now() + CATCH_UP;
     while !target.caught_up(&ledger).await {
@@ -224,9 +225,9 @@ async fn trials<T: Target>(mut target: T) {
         _ => String::new(),
     };
     eprintln!(
-        "{} sink: {trials} kills (ledger records handed to each killed life: {kills:?}; events \
-         still being produced at the last kill: {producing}{completed}), {events} events, \
-         {records} ledger records, checks passed, {:.0?}",
+        "{} sink: {trials} kills, {producing} of them while events were still produced (ledger \
+         records handed to each killed life: {kills:?}{completed}), {events} events, {records} \
+         ledger records, checks passed, {:.0?}",
         T::WHICH,
         started.elapsed()
     );

@@ -126,6 +126,25 @@ fn promtool_accepts(body: &str) {
     assert!(out.status.success(), "promtool check metrics: {out:?}");
 }
 
+/// Runs `provenant ARGS` (serving /metrics on `port`) until its gauges have read all
+/// `events` of the index at `url`, checks them against the index, and stops it.
+async fn role_reports_the_index(args: &[&str], port: u16, url: &str, events: u64) {
+    let mut role = Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .args(args)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The gauges read the stats before the coverage: once they count every event, the
+    // coverage beside them was read from the whole index.
+    let base = format!("http://127.0.0.1:{port}");
+    let (body, g) = scrape_until(&base, Some(&mut role), |g| {
+        g.get("provenant_index_events") == Some(&(events as f64))
+    })
+    .await;
+    check_against_the_index(url, &body, &g).await;
+    sigterm(role);
+}
+
 /// Writes the story's ledger into the embedded log of `data_dir`: per partition the fence
 /// of its writer, then its records, as the processor would have.
 async fn story_ledger(data_dir: &Path, ledger: &Ledger) {
@@ -166,22 +185,8 @@ async fn the_index_sink_exports_the_coverage_and_missing_links_the_queries_repor
         ),
     )
     .unwrap();
-    let mut sink = Command::new(env!("CARGO_BIN_EXE_provenant"))
-        .args(["sink", "index", "--config"])
-        .arg(&config)
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    // Every event indexed, and the SLIs read after that.
-    let (body, g) = scrape_until(&base, Some(&mut sink), |g| {
-        g.get("provenant_index_events") == Some(&(events as f64))
-            && g.get("provenant_index_deployed_artifacts")
-                .is_some_and(|d| *d > 0.0)
-    })
-    .await;
-    check_against_the_index(&url, &body, &g).await;
-    sigterm(sink);
+    let config = config.display().to_string();
+    role_reports_the_index(&["sink", "index", "--config", &config], port, &url, events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -194,19 +199,14 @@ async fn serve_exports_the_coverage_and_missing_links_the_queries_report() {
         .await
         .unwrap();
     let port = free_port();
-    let mut serve = Command::new(env!("CARGO_BIN_EXE_provenant"))
-        .args(["serve", "--index", &url, "--http"])
-        .arg(format!("127.0.0.1:{port}"))
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base = format!("http://127.0.0.1:{port}");
-    let (body, g) = scrape_until(&base, Some(&mut serve), |g| {
-        g.get("provenant_index_events") == Some(&(events as f64))
-    })
+    let http = format!("127.0.0.1:{port}");
+    role_reports_the_index(
+        &["serve", "--index", &url, "--http", &http],
+        port,
+        &url,
+        events,
+    )
     .await;
-    check_against_the_index(&url, &body, &g).await;
-    sigterm(serve);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
