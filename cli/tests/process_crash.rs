@@ -55,6 +55,7 @@ async fn kill_9_of_the_processor_on_dev_kafka_loses_and_doubles_nothing() {
         log.clone(),
         events,
         Duration::from_millis(trials as u64 * 2_500),
+        None,
     );
 
     let mut rng = rand::rng();

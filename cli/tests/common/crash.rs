@@ -5,6 +5,7 @@
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use provenant_log::{LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
@@ -55,22 +56,28 @@ pub fn bad(i: usize) -> Record {
         .with_header("content-type", "application/cloudevents+json")
 }
 
-/// Appends events `0..events` to `prov.raw` in chunks of 250, with a retry of every 50th and
-/// a malformed record every 100th, spread over about `spread`. Returns the valid events.
+/// Appends events `0, 1, 2, …` to `prov.raw` in chunks of 250, with a retry of every 50th and
+/// a malformed record every 100th, paced so that `events` take about `spread`; it stops after
+/// `events`, or, while `more` is set, goes on at the same pace. Returns the valid events.
 pub fn spawn_producer<L: Log>(
     log: Arc<L>,
     events: usize,
     spread: Duration,
+    more: Option<Arc<AtomicBool>>,
 ) -> tokio::task::JoinHandle<u64> {
     let chunks = u32::try_from(events.div_ceil(250).max(1)).unwrap_or(u32::MAX);
     let pace = spread / chunks;
     tokio::spawn(async move {
-        let mut valid = 0u64;
-        for start in (0..events).step_by(250) {
+        let mut start = 0;
+        while start < events || more.as_ref().is_some_and(|m| m.load(Ordering::SeqCst)) {
             let mut batch = Vec::new();
-            for i in start..(start + 250).min(events) {
+            let end = if start < events {
+                (start + 250).min(events)
+            } else {
+                start + 250
+            };
+            for i in start..end {
                 batch.push(raw(&event(i)));
-                valid += 1;
                 if i % 50 == 0 {
                     batch.push(raw(&event(i)));
                 }
@@ -79,9 +86,10 @@ pub fn spawn_producer<L: Log>(
                 }
             }
             append_by_key(log.as_ref(), RAW_TOPIC, batch).await.unwrap();
+            start = end;
             tokio::time::sleep(pace).await;
         }
-        valid
+        start as u64
     })
 }
 
