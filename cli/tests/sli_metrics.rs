@@ -27,15 +27,17 @@ use provenant_schemas::ledger::{Fence, LedgerEntry};
 
 const PARTITIONS: u32 = 4;
 
-/// The gauges and counters of a `/metrics` page that have no labels, by name.
-fn unlabelled(body: &str) -> HashMap<String, f64> {
+/// Every series of a `/metrics` page (name and labels, as written) with its value.
+fn series(body: &str) -> HashMap<String, f64> {
     body.lines()
         .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| l.split_once(' '))
-        .filter(|(name, _)| !name.contains('{'))
+        .filter_map(|l| l.rsplit_once(' '))
         .map(|(name, v)| (name.to_owned(), v.trim().parse().unwrap()))
         .collect()
 }
+
+const COVERAGE_READ: &str = "provenant_index_sli_refresh_timestamp_seconds{sli=\"coverage\"}";
+const COUNTS_READ: &str = "provenant_index_sli_refresh_timestamp_seconds{sli=\"counts\"}";
 
 /// Polls `base/metrics` until `ready` holds for its gauges (a hang detector of 60 s).
 async fn scrape_until(
@@ -48,7 +50,7 @@ async fn scrape_until(
     loop {
         if let Ok(r) = reqwest::get(format!("{base}/metrics")).await {
             let body = r.text().await.unwrap();
-            let g = unlabelled(&body);
+            let g = series(&body);
             if ready(&g) {
                 return (body, g);
             }
@@ -107,8 +109,11 @@ async fn check_against_the_index(url: &str, body: &str, g: &HashMap<String, f64>
         s.missing_link_rate().unwrap()
     );
     assert_eq!(g["provenant_index_events"], s.events as f64);
-    assert!(g["provenant_index_sli_refresh_timestamp_seconds"] > 0.0);
-    assert_eq!(g["provenant_index_sli_refresh_failures_total"], 0.0);
+    assert!(g[COVERAGE_READ] >= g[COUNTS_READ], "{body}");
+    for sli in ["coverage", "counts"] {
+        let failures = format!("provenant_index_sli_refresh_failures_total{{sli=\"{sli}\"}}");
+        assert_eq!(g[&failures], 0.0, "{body}");
+    }
     promtool_accepts(body);
 }
 
@@ -214,8 +219,8 @@ async fn up_exports_the_provenance_slis_of_its_index() {
     let dir = tempfile::tempdir().unwrap();
     let up = Up::start(dir.path(), free_port(), &[]);
     let (body, g) = scrape_until(&up.base, None, |g| {
-        g.contains_key("provenant_index_sli_refresh_timestamp_seconds")
-            && g["provenant_index_sli_refresh_timestamp_seconds"] > 0.0
+        g.get(COVERAGE_READ).is_some_and(|t| *t > 0.0)
+            && g.get(COUNTS_READ).is_some_and(|t| *t > 0.0)
     })
     .await;
     // Nothing deployed, no links yet: the ratios are NaN, the counts 0.
