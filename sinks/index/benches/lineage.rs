@@ -256,10 +256,10 @@ async fn measure<I: Index>(
     rows: &mut Vec<Row>,
 ) {
     let mut rng = Rng(42);
-    let mut run = async |what: &str, kind: u8| {
-        let mut times = Vec::with_capacity(args.queries);
+    let mut run = async |what: &str, kind: u8, runs: usize, warmup: usize| {
+        let mut times = Vec::with_capacity(runs);
         let mut nodes = 0usize;
-        for i in 0..args.queries + 50 {
+        for i in 0..runs + warmup {
             let t = Instant::now();
             let n = match kind {
                 0 => {
@@ -281,12 +281,21 @@ async fn measure<I: Index>(
                         .nodes
                         .len()
                 }
-                _ => {
+                2 => {
                     let (p, s) = cat.positions[rng.below(cat.positions.len() as u64) as usize];
                     usize::from(index.event_at(p, s).await.unwrap().is_some())
                 }
+                3 => {
+                    index.coverage().await.unwrap();
+                    index.missing_links().await.unwrap();
+                    0
+                }
+                _ => {
+                    index.stats().await.unwrap();
+                    0
+                }
             };
-            if i >= 50 {
+            if i >= warmup {
                 times.push(t.elapsed());
                 nodes += n;
             }
@@ -299,46 +308,20 @@ async fn measure<I: Index>(
             p50: percentile(&times, 0.50),
             p99: percentile(&times, 0.99),
             max: percentile(&times, 1.0),
-            nodes: nodes as f64 / args.queries as f64,
+            nodes: nodes as f64 / runs as f64,
         });
     };
     let d = args.depth;
-    run("baseline: event_at (primary key)", 2).await;
-    run(&format!("lineage up from instance, depth {d}"), 0).await;
-    run(&format!("lineage down from commit, depth {d}"), 1).await;
-
+    let q = args.queries;
+    run("baseline: event_at (primary key)", 2, q, 50).await;
+    run(&format!("lineage up from instance, depth {d}"), 0, q, 50).await;
+    run(&format!("lineage down from commit, depth {d}"), 1, q, 50).await;
     // What the SLI gauges of a role cost (`provenant sink index`, `serve`, `up`): every
     // refresh (15 s) reads coverage() and missing_links(); the whole-index counts, stats(),
     // run less often the longer they take. Heavier calls, so fewer runs.
-    let runs = args.queries.clamp(1, 20);
-    for (what, counts) in [
-        ("SLI refresh: coverage() + missing_links()", false),
-        ("SLI counts: stats()", true),
-    ] {
-        let mut times = Vec::with_capacity(runs);
-        for i in 0..runs + 2 {
-            let t = Instant::now();
-            if counts {
-                index.stats().await.unwrap();
-            } else {
-                index.coverage().await.unwrap();
-                index.missing_links().await.unwrap();
-            }
-            if i >= 2 {
-                times.push(t.elapsed());
-            }
-        }
-        times.sort();
-        rows.push(Row {
-            backend,
-            events,
-            query: what.to_owned(),
-            p50: percentile(&times, 0.50),
-            p99: percentile(&times, 0.99),
-            max: percentile(&times, 1.0),
-            nodes: 0.0,
-        });
-    }
+    let runs = q.clamp(1, 20);
+    run("SLI refresh: coverage() + missing_links()", 3, runs, 2).await;
+    run("SLI counts: stats()", 4, runs, 2).await;
 }
 
 async fn admin() -> tokio_postgres::Client {
