@@ -4,7 +4,7 @@
 //! `provenant_sink`, `provenant_ingest`). Labels carry partition numbers only.
 
 use prometheus::core::Collector;
-use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry};
+use prometheus::{GaugeVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 use provenant_archive::SegmentInfo;
 use provenant_schemas::validity::ReaderState;
 
@@ -27,53 +27,6 @@ fn unix_now() -> f64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64())
-}
-
-/// Provenance coverage as `serve` last computed it from the index (the SLI of DESIGN.md).
-#[derive(Clone, Debug)]
-pub(crate) struct CoverageMetrics {
-    deployed: IntGauge,
-    proven: IntGauge,
-    refreshed: Gauge,
-}
-
-impl CoverageMetrics {
-    /// Creates the metrics and registers them.
-    pub(crate) fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
-        Self {
-            deployed: IntGauge::new(
-                "provenant_coverage_deployed_artifacts",
-                "Distinct artifacts among the current deployments (latest per service and environment).",
-            )?,
-            proven: IntGauge::new(
-                "provenant_coverage_proven_artifacts",
-                "Deployed artifacts with build provenance (artifact built_by build built_from commit); coverage = proven / deployed.",
-            )?,
-            refreshed: Gauge::new(
-                "provenant_coverage_refreshed_timestamp_seconds",
-                "Unix time coverage was last computed from the index.",
-            )?,
-        }
-        .registered(registry)
-    }
-
-    /// Publishes a coverage figure just computed.
-    pub(crate) fn observe(&self, c: &provenant_index::Coverage) {
-        self.deployed
-            .set(i64::try_from(c.deployed_artifacts).unwrap_or(i64::MAX));
-        self.proven.set(i64::try_from(c.proven).unwrap_or(i64::MAX));
-        self.refreshed.set(unix_now());
-    }
-}
-
-impl MetricSet for CoverageMetrics {
-    fn collectors(&self) -> Vec<Box<dyn Collector>> {
-        vec![
-            Box::new(self.deployed.clone()),
-            Box::new(self.proven.clone()),
-            Box::new(self.refreshed.clone()),
-        ]
-    }
 }
 
 /// Segments and signed checkpoints the archive role wrote, per ledger partition.
@@ -202,24 +155,5 @@ mod tests {
             .parse()
             .unwrap();
         assert!(stamp >= before.floor(), "{stamp} < {before}");
-    }
-
-    #[test]
-    fn coverage_metrics_publish_the_figure() {
-        let registry = Registry::new();
-        let m = CoverageMetrics::new(&registry).unwrap();
-        m.observe(&provenant_index::Coverage {
-            deployed_artifacts: 4,
-            proven: 3,
-            ratio: Some(0.75),
-            unproven: Vec::new(),
-        });
-        let t = text(&registry);
-        assert!(t.contains("provenant_coverage_deployed_artifacts 4"), "{t}");
-        assert!(t.contains("provenant_coverage_proven_artifacts 3"), "{t}");
-        assert!(
-            !t.contains("provenant_coverage_refreshed_timestamp_seconds 0\n"),
-            "{t}"
-        );
     }
 }

@@ -910,7 +910,7 @@ fn exported_metrics() -> BTreeMap<String, BTreeSet<String>> {
             .collectors(),
     );
     collectors.extend(
-        crate::metrics::CoverageMetrics::new(&registry)
+        crate::sinks::SliGauges::new(&registry)
             .unwrap()
             .collectors(),
     );
@@ -1154,11 +1154,7 @@ fn alert_rules_use_only_metrics_and_labels_the_code_registers() {
         used.extend(check_expr(&name, &expr, &templates, &known));
     }
     // The alerts cover every role's metrics.
-    assert_covers(
-        &used,
-        &["processor", "sink", "archive", "coverage"],
-        "alert",
-    );
+    assert_covers(&used, &["processor", "sink", "archive", "index"], "alert");
 }
 
 #[test]
@@ -1225,7 +1221,7 @@ fn dashboards_parse_and_use_only_metrics_the_code_registers() {
     // The pipeline dashboard shows every part: ingest, processor, sinks, archive, coverage.
     assert_covers(
         &used,
-        &["ingest", "processor", "sink", "archive", "coverage"],
+        &["ingest", "processor", "sink", "archive", "index"],
         "panel",
     );
     // Every expression is valid PromQL: promtool checks them as recording rules.

@@ -13,19 +13,18 @@
 //! bootstrap_servers = "kafka-1:9092"
 //! ```
 //!
-//! `serve` also publishes provenance coverage (`provenant_coverage_*`), recomputed from the
-//! index every minute. It holds no state of its own: run as many as needed.
+//! `serve` also publishes the provenance SLIs of the index (`provenant_index_*`: coverage,
+//! missing links; see sinks/README.md). It holds no state of its own: run as many as needed.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
 use provenant_index::http::{QueryConfig, router};
-use provenant_index::{AnyIndex, Direction, Index};
+use provenant_index::{Direction, Index};
 use provenant_ingest::{Ingest, IngestConfig};
 use provenant_kafka::{KafkaConfig, KafkaLog};
 use provenant_schemas::EntityKey;
@@ -82,9 +81,6 @@ struct Serve {
     kafka: Option<KafkaConfig>,
 }
 
-/// How often `serve` recomputes the coverage gauges from the index.
-const COVERAGE_REFRESH: Duration = Duration::from_secs(60);
-
 impl ServeArgs {
     fn resolve(&self) -> Result<Serve> {
         let file: ServeFile = match &self.config {
@@ -120,7 +116,11 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode> {
                 .map_err(|e| anyhow::anyhow!("{e}"))?,
         );
         let registry = prometheus::Registry::new();
-        let coverage = crate::metrics::CoverageMetrics::new(&registry)?;
+        let _slis = crate::sinks::IndexSlis::start(
+            index.clone(),
+            &registry,
+            crate::sinks::DEFAULT_SLI_REFRESH,
+        )?;
         let queries = router(
             index.clone(),
             QueryConfig {
@@ -168,9 +168,7 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode> {
         println!("  queries   http://{addr}/v1/lineage/{{entity}}?direction=up&depth=6");
         println!("  metrics   http://{addr}/metrics");
         println!("  health    http://{addr}/healthz");
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let refreshing = tokio::spawn(refresh_coverage(index, coverage, stop_rx));
-        let served = axum::serve(listener, app)
+        axum::serve(listener, app)
             .with_graceful_shutdown(async move {
                 if let Err(e) = signals.wait().await {
                     tracing::error!(error = %e, "signal handler failed; stopping");
@@ -178,34 +176,9 @@ pub(crate) fn run_serve(args: &ServeArgs) -> Result<ExitCode> {
                 tracing::info!("stopping: finishing requests in flight");
             })
             .await
-            .context("serving HTTP");
-        let _ = stop_tx.send(true);
-        let _ = refreshing.await;
-        served
+            .context("serving HTTP")
     })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Recomputes the coverage gauges from the index now and every [`COVERAGE_REFRESH`] until
-/// `stop` changes. A failure is logged and retried at the next tick (the gauges keep their
-/// last value; `provenant_coverage_refreshed_timestamp_seconds` shows how old it is).
-async fn refresh_coverage(
-    index: Arc<AnyIndex>,
-    metrics: crate::metrics::CoverageMetrics,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(COVERAGE_REFRESH);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {}
-            _ = stop.changed() => return,
-        }
-        match index.coverage().await {
-            Ok(c) => metrics.observe(&c),
-            Err(e) => tracing::warn!(error = %e, "computing coverage failed"),
-        }
-    }
 }
 
 #[derive(Debug, Args)]

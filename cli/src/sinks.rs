@@ -13,13 +13,14 @@
 //! key_dir = "/etc/provenant/keys"
 //! [index]                           # `sink index --index` / PROVENANT_INDEX win over url
 //! url = "postgres://provenant@db/provenant"
+//! sli_refresh = "15s"               # how often the provenance SLI gauges are read
 //! ```
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand};
@@ -78,6 +79,199 @@ impl LedgerSink for IndexSink {
     async fn close_partition(&mut self, _partition: u32) -> Result<(), SinkError> {
         Ok(())
     }
+}
+
+/// How often the provenance SLIs are read from the index unless configured
+/// (`[index] sli_refresh`).
+pub(crate) const DEFAULT_SLI_REFRESH: Duration = Duration::from_secs(15);
+
+/// The whole-index counts ([`Index::stats`]) take time in proportion to the index (about
+/// 0.4 s at 100,000 events on PostgreSQL): they run at most once per this many times their
+/// own last duration, so they use at most about 1% of the time whatever the index's size.
+const COUNTS_BUDGET: u32 = 100;
+
+/// The provenance SLIs of an index as gauges on a role's `/metrics` (the index sink, `serve`,
+/// `up`), read by a task, not on scrape, so their cost does not depend on how often anyone
+/// scrapes. Right away and then every `every` it reads the coverage and the missing links
+/// (index probes: cheap whatever the index's size); the whole-index counts (events, resolved
+/// links) are read first when due (see [`COUNTS_BUDGET`]). No label carries an event value.
+/// The task stops when this is dropped.
+///
+/// The *rate* of missing links over time comes from the processor's counters
+/// (`provenant_processor_links_total{status}`); these gauges are the index's standing view.
+#[derive(Debug)]
+pub(crate) struct IndexSlis(tokio::task::JoinHandle<()>);
+
+impl IndexSlis {
+    pub(crate) fn start(
+        index: Arc<AnyIndex>,
+        registry: &prometheus::Registry,
+        every: Duration,
+    ) -> Result<IndexSlis> {
+        let gauges = SliGauges::new(registry).context("registering the index SLI metrics")?;
+        Ok(IndexSlis(tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            // Ticks to let pass before the counts are read again.
+            let mut skip = 0u128;
+            loop {
+                tick.tick().await;
+                // Counts first: the coverage read after them is at least as new (a test waits
+                // for the event count, then compares the coverage).
+                if skip == 0 {
+                    let started = Instant::now();
+                    gauges.read_counts(index.as_ref()).await;
+                    let spend = started.elapsed() * COUNTS_BUDGET;
+                    skip = spend.as_nanos() / every.as_nanos().max(1);
+                } else {
+                    skip -= 1;
+                }
+                gauges.read_coverage(index.as_ref()).await;
+            }
+        })))
+    }
+}
+
+impl Drop for IndexSlis {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// The SLI gauges, declared in one place.
+impl crate::metrics::MetricSet for SliGauges {
+    fn collectors(&self) -> Vec<Box<dyn prometheus::core::Collector>> {
+        vec![
+            Box::new(self.coverage.clone()),
+            Box::new(self.deployed.clone()),
+            Box::new(self.proven.clone()),
+            Box::new(self.missing.clone()),
+            Box::new(self.resolved.clone()),
+            Box::new(self.missing_ratio.clone()),
+            Box::new(self.events.clone()),
+            Box::new(self.refreshed.clone()),
+            Box::new(self.failures.clone()),
+        ]
+    }
+}
+
+/// The provenance SLI gauges of an index.
+#[derive(Debug)]
+pub(crate) struct SliGauges {
+    coverage: prometheus::Gauge,
+    deployed: prometheus::IntGauge,
+    proven: prometheus::IntGauge,
+    missing: prometheus::IntGauge,
+    resolved: prometheus::IntGauge,
+    missing_ratio: prometheus::Gauge,
+    events: prometheus::IntGauge,
+    refreshed: prometheus::GaugeVec,
+    failures: prometheus::IntCounterVec,
+}
+
+impl SliGauges {
+    pub(crate) fn new(registry: &prometheus::Registry) -> Result<Self, prometheus::Error> {
+        use crate::metrics::MetricSet;
+        use prometheus::{Gauge, GaugeVec, IntCounterVec, IntGauge, Opts};
+        let g = Self {
+            coverage: Gauge::new(
+                "provenant_index_coverage_ratio",
+                "Share of the distinct artifacts deployed now (latest deploy per service and environment) with build provenance (artifact built_by build built_from commit); NaN when nothing is deployed.",
+            )?,
+            deployed: IntGauge::new(
+                "provenant_index_deployed_artifacts",
+                "Distinct artifacts deployed now (the coverage ratio's denominator).",
+            )?,
+            proven: IntGauge::new(
+                "provenant_index_proven_artifacts",
+                "Of the artifacts deployed now, those with build provenance (the coverage ratio's numerator).",
+            )?,
+            missing: IntGauge::new(
+                "provenant_index_missing_links",
+                "Edges of the index whose link is still pending (target not in the ledger).",
+            )?,
+            resolved: IntGauge::new(
+                "provenant_index_resolved_links",
+                "Edges of the index whose link is resolved (read with the counts).",
+            )?,
+            missing_ratio: Gauge::new(
+                "provenant_index_missing_link_ratio",
+                "Missing links over all links, pending / (pending + resolved) (read with the counts); NaN when there are no links.",
+            )?,
+            events: IntGauge::new(
+                "provenant_index_events",
+                "Events in the index (read with the counts).",
+            )?,
+            refreshed: GaugeVec::new(
+                Opts::new(
+                    "provenant_index_sli_refresh_timestamp_seconds",
+                    "Unix time the index SLIs were last read: sli=coverage (coverage, missing links; every refresh) or sli=counts (events, resolved links; less often on a large index).",
+                ),
+                &["sli"],
+            )?,
+            failures: IntCounterVec::new(
+                Opts::new(
+                    "provenant_index_sli_refresh_failures_total",
+                    "Reads of the index SLIs that failed (the gauges keep their last value), by sli.",
+                ),
+                &["sli"],
+            )?,
+        };
+        let g = g.registered(registry)?;
+        for sli in ["coverage", "counts"] {
+            g.failures.with_label_values(&[sli]);
+        }
+        Ok(g)
+    }
+
+    /// Coverage and missing links: probes of the index, cheap whatever its size.
+    async fn read_coverage<I: Index>(&self, index: &I) {
+        let read = async { Ok((index.coverage().await?, index.missing_links().await?)) };
+        let Some((coverage, missing)) = self.read("coverage", read).await else {
+            return;
+        };
+        self.coverage.set(coverage.ratio.unwrap_or(f64::NAN));
+        self.deployed.set(int(coverage.deployed_artifacts));
+        self.proven.set(int(coverage.proven));
+        self.missing.set(int(missing));
+    }
+
+    /// Events and links: whole-table counts.
+    async fn read_counts<I: Index>(&self, index: &I) {
+        let Some(stats) = self.read("counts", index.stats()).await else {
+            return;
+        };
+        self.events.set(int(stats.events));
+        self.resolved.set(int(stats.resolved_links));
+        self.missing_ratio
+            .set(stats.missing_link_rate().unwrap_or(f64::NAN));
+    }
+
+    /// Runs one read; stamps `sli`'s refresh time, or counts and logs its failure.
+    async fn read<T>(
+        &self,
+        sli: &str,
+        read: impl std::future::Future<Output = Result<T, provenant_index::IndexError>>,
+    ) -> Option<T> {
+        match read.await {
+            Ok(v) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0.0, |d| d.as_secs_f64());
+                self.refreshed.with_label_values(&[sli]).set(now);
+                Some(v)
+            }
+            Err(e) => {
+                self.failures.with_label_values(&[sli]).inc();
+                tracing::warn!(sli, error = %e, "reading the provenance SLIs from the index failed");
+                None
+            }
+        }
+    }
+}
+
+fn int(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
 }
 
 /// The archive as a ledger sink, publishing the segments and checkpoints it writes.
@@ -200,6 +394,16 @@ pub(crate) struct SinkFile {
 pub(crate) struct IndexSection {
     /// `sqlite:///path/index.db`, a plain path, or `postgres://…`.
     pub(crate) url: String,
+    /// How often the provenance SLI gauges are read from the index ("15s", "1m", …).
+    #[serde(
+        default = "default_sli_refresh",
+        deserialize_with = "provenant_archive::config::deserialize_duration"
+    )]
+    pub(crate) sli_refresh: Duration,
+}
+
+fn default_sli_refresh() -> Duration {
+    DEFAULT_SLI_REFRESH
 }
 
 pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
@@ -218,7 +422,15 @@ pub(crate) fn run_sink(cmd: &SinkCommand) -> Result<ExitCode> {
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let kafka = crate::process::kafka_settings(args.brokers.as_deref(), file.kafka);
     let archive = file.archive;
-    let index = index_url.map(|url| IndexSection { url }).or(file.index);
+    // --index / PROVENANT_INDEX wins over the file's url (keeps a password out of the file).
+    let index = match (index_url, file.index) {
+        (Some(url), Some(section)) => Some(IndexSection { url, ..section }),
+        (Some(url), None) => Some(IndexSection {
+            url,
+            sli_refresh: DEFAULT_SLI_REFRESH,
+        }),
+        (None, section) => section,
+    };
     runtime.block_on(async move {
         if let Some(k) = kafka {
             let desc = format!("kafka {}", k.bootstrap_servers);
@@ -263,7 +475,7 @@ async fn serve_sink<L: Log>(
         .await
         .with_context(|| format!("listening on {http}"))?;
     let addr = listener.local_addr().context("reading the bound address")?;
-    let app = crate::up::http_app(axum::Router::new(), registry);
+    let app = crate::up::http_app(axum::Router::new(), registry.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = crate::process::spawn_http(listener, app, stop_rx.clone());
     println!("provenant sink {which} — roles running: {which} sink");
@@ -301,9 +513,11 @@ async fn serve_sink<L: Log>(
                     .map(|u| u.redacted())
                     .unwrap_or_default()
             );
+            let idx = Arc::new(idx);
+            let _slis = IndexSlis::start(idx.clone(), &registry, section.sli_refresh)?;
             provenant_sink::run(
                 log,
-                IndexSink(Arc::new(idx)),
+                IndexSink(idx),
                 RunnerConfig::new("provenant-index"),
                 metrics,
                 stopped,

@@ -217,6 +217,11 @@ pub(crate) async fn serve<L: Log>(
             .await
             .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
+    let _slis = crate::sinks::IndexSlis::start(
+        index.clone(),
+        &registry,
+        crate::sinks::DEFAULT_SLI_REFRESH,
+    )?;
     let queries = provenant_index::http::router(
         index.clone(),
         provenant_index::http::QueryConfig {

@@ -307,7 +307,7 @@ async fn serve_with_kafka_takes_events_into_prov_raw_and_answers_queries() {
         "{metrics}"
     );
     assert!(
-        metrics.contains("provenant_coverage_refreshed_timestamp_seconds"),
+        metrics.contains("provenant_index_sli_refresh_timestamp_seconds"),
         "{metrics}"
     );
 

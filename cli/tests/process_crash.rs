@@ -23,114 +23,21 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::crash::{
+    KAFKA_CONFIG, check, event, kill9, knob, raw, read_ledger, settled, sigterm, spawn_producer,
+    start_process,
+};
 use common::{Broker, Up, free_port};
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use provenant_log::{Log, RAW_TOPIC, Record, append_by_key};
-use provenant_processor::audit::{Audit, audit};
+use provenant_log::{RAW_TOPIC, append_by_key};
+use provenant_processor::audit::audit;
 use provenant_producer::{Emitter, EmitterConfig, HttpTransport};
-use provenant_schemas::{Event, EventData, Runtime, binary_mode};
+use provenant_schemas::ledger::RecordBody;
 use rand::Rng;
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn event(i: usize) -> Event {
-    Event::new(
-        "test://crash",
-        format!("e-{i:07}"),
-        EventData::Runtime(Runtime {
-            instance_id: format!("pod-{}", i % 997),
-            service: "shop".into(),
-            environment: "prod".into(),
-            deploy_id: Some(format!("dep-{}", i % 13)),
-            message: Some(format!("started by ops-{i}@example.com")),
-            ..Runtime::default()
-        }),
-    )
-}
-
-fn raw(e: &Event) -> Record {
-    let (headers, value) = binary_mode::encode(e);
-    let mut r = Record::new(e.partition_key(), value);
-    for (n, v) in headers {
-        r = r.with_header(n, v);
-    }
-    r
-}
-
-fn bad(i: usize) -> Record {
-    Record::new(format!("bad-{i}"), "{\"specversion\": 1}")
-        .with_header("content-type", "application/cloudevents+json")
-}
-
-fn kill9(child: &mut Child) {
-    let _ = child.kill();
-    let _ = child.wait();
-}
-
-fn sigterm(mut child: Child) {
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let status = child.wait().unwrap();
-    assert!(status.success(), "process exited with {status}");
-}
-
-fn start_process(config: &std::path::Path, bootstrap: &str) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_provenant"))
-        .args([
-            "process",
-            "--brokers",
-            bootstrap,
-            "--http",
-            "127.0.0.1:0",
-            "--config",
-        ])
-        .arg(config)
-        .env("PROVENANT_LOG", "warn")
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("start provenant process")
-}
-
-/// Polls the audit until every raw offset is accounted for (or `limit`).
-async fn settled<L: Log>(log: &L, limit: Duration) -> Audit {
-    let started = Instant::now();
-    loop {
-        let a = audit(log).await.unwrap();
-        if a.partitions.iter().all(|p| p.missing_count == 0) || started.elapsed() > limit {
-            return a;
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-fn check(a: &Audit, valid_events: u64) {
-    assert!(a.exactly_once(), "{a:#?}");
-    assert_eq!(a.events, valid_events, "{a:#?}");
-    for p in &a.partitions {
-        assert_eq!(
-            p.chain_len,
-            p.raw_end + p.by_body.get("link_resolution").copied().unwrap_or(0)
-        );
-    }
-}
-
-const KAFKA_CONFIG: &str = r#"
-[kafka]
-session_timeout_ms = 6000
-heartbeat_interval_ms = 2000
-[processor]
-batch_max = 500
-"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_the_processor_on_dev_kafka_loses_and_doubles_nothing() {
@@ -144,29 +51,12 @@ async fn kill_9_of_the_processor_on_dev_kafka_loses_and_doubles_nothing() {
 
     // Producer: events (with a retry of every 50th and a bad record every 100th) in chunks,
     // spread over the trials.
-    let producing = {
-        let log = log.clone();
-        let pace = Duration::from_millis((trials as u64 * 2_500) / (events as u64 / 250).max(1));
-        tokio::spawn(async move {
-            let mut valid = 0u64;
-            for start in (0..events).step_by(250) {
-                let mut batch = Vec::new();
-                for i in start..(start + 250).min(events) {
-                    batch.push(raw(&event(i)));
-                    valid += 1;
-                    if i % 50 == 0 {
-                        batch.push(raw(&event(i)));
-                    }
-                    if i % 100 == 0 {
-                        batch.push(bad(i));
-                    }
-                }
-                append_by_key(log.as_ref(), RAW_TOPIC, batch).await.unwrap();
-                tokio::time::sleep(pace).await;
-            }
-            valid
-        })
-    };
+    let producing = spawn_producer(
+        log.clone(),
+        events,
+        Duration::from_millis(trials as u64 * 2_500),
+        None,
+    );
 
     let mut rng = rand::rng();
     for _ in 0..trials {
@@ -334,22 +224,11 @@ async fn kill_9_of_up_on_the_embedded_log_loses_no_acknowledged_event() {
 }
 
 async fn ledger_event_ids(log: &EmbeddedLog) -> HashSet<String> {
-    use provenant_log::{LEDGER_TOPIC, LogReader};
-    use provenant_schemas::ledger::{LedgerEntry, RecordBody};
-    use provenant_schemas::validity::{ReaderState, Validator, Verdict};
     let mut ids = HashSet::new();
-    for p in 0..log.partition_count(LEDGER_TOPIC).await.unwrap() {
-        let end = log.watermarks(LEDGER_TOPIC, p).await.unwrap().end;
-        let mut r = log.reader(LEDGER_TOPIC, p, 0).await.unwrap();
-        let mut v = Validator::new(ReaderState::START);
-        while r.position() < end {
-            for s in r.next_batch(2000, Duration::from_secs(1)).await.unwrap() {
-                if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
-                    v.observe_bytes(s.offset, &s.record.value)
-                    && let RecordBody::Event(er) = rec.body
-                {
-                    assert!(ids.insert(er.event.id.clone()), "{} twice", er.event.id);
-                }
+    for p in read_ledger(log).await {
+        for r in p.records {
+            if let RecordBody::Event(er) = r.body {
+                assert!(ids.insert(er.event.id.clone()), "{} twice", er.event.id);
             }
         }
     }

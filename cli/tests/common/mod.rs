@@ -14,6 +14,8 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 
 use provenant_kafka::{KafkaConfig, KafkaLog};
 
+pub mod crash;
+
 /// A `provenant dev-kafka` process, killed (SIGKILL) and reaped on drop.
 pub struct Broker {
     pub child: Child,

@@ -75,7 +75,7 @@ pub struct ArchiveConfig {
     /// Rotate a segment once it holds this many bytes (compressed, as stored).
     pub rotate_bytes: u64,
     /// Rotate a segment this long after its first record, even if nothing else arrives.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "deserialize_duration")]
     pub rotate_age: Duration,
     /// Directory of the signing key (`archive.key`, `archive.pub`); the runner loads it with
     /// [`crate::load_or_create_key`].
@@ -177,7 +177,9 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(d)
 }
 
-fn duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+/// Serde `deserialize_with` for a duration written as [`parse_duration`] reads it, or as a
+/// bare number of seconds.
+pub fn deserialize_duration<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
     enum Either {

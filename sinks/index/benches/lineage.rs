@@ -22,6 +22,9 @@
 //! Queries: walk up from a random running instance and down from a random commit, at depth D
 //! (6); the baseline is `event_at` (primary key) of a random record. Each latency is one call
 //! through the trait, measured on the client; Q calls of each kind after 50 warm-up calls.
+//! Last, what the provenance SLI gauges of `provenant sink index`, `serve` and `up` cost:
+//! `coverage()` + `missing_links()` (every refresh, 15 s) and `stats()` (the whole-index
+//! counts, read less often the longer they take): 20 runs of each after 2 warm-up.
 
 #![allow(
     clippy::unwrap_used,
@@ -147,6 +150,38 @@ async fn measure<I: Index>(
             p99: percentile_ms(&times, 0.99),
             max: percentile_ms(&times, 1.0),
             nodes,
+        });
+    }
+    // What the SLI gauges of a role cost (`provenant sink index`, `serve`, `up`): every
+    // refresh (15 s) reads coverage() and missing_links(); the whole-index counts, stats(),
+    // run less often the longer they take. Heavier calls, so fewer runs (after 2 warm-ups).
+    let runs = args.queries.clamp(1, 20);
+    for (what, counts) in [
+        ("SLI refresh: coverage() + missing_links()", false),
+        ("SLI counts: stats()", true),
+    ] {
+        let mut times = Vec::with_capacity(runs);
+        for i in 0..runs + 2 {
+            let t = Instant::now();
+            if counts {
+                index.stats().await.unwrap();
+            } else {
+                index.coverage().await.unwrap();
+                index.missing_links().await.unwrap();
+            }
+            if i >= 2 {
+                times.push(t.elapsed());
+            }
+        }
+        times.sort();
+        rows.push(Row {
+            backend,
+            events,
+            query: what.to_owned(),
+            p50: percentile_ms(&times, 0.50),
+            p99: percentile_ms(&times, 0.99),
+            max: percentile_ms(&times, 1.0),
+            nodes: 0.0,
         });
     }
 }
