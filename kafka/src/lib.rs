@@ -20,6 +20,7 @@ pub mod errors;
 mod group;
 mod log;
 pub mod mock;
+pub mod raw;
 
 pub use config::{ConfigError, KafkaConfig};
 pub use context::TracingContext;

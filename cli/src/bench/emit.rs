@@ -5,7 +5,7 @@
 //!   the binary-mode record and appends through `KafkaLog`), then `shutdown()` (everything
 //!   acknowledged). Per-call cost is timed around each `emit`.
 //! * raw: the records `provenant_producer::raw_record` makes of the same events, encoded
-//!   before timing, sent with one `FutureProducer::send_result` each (partition chosen by the
+//!   before timing, sent by [`provenant_kafka::raw::RawProducer`]: one `send_result` each (partition chosen by the
 //!   same murmur2 partitioner), then every delivery awaited. Per-call cost is timed around
 //!   each `send_result`.
 //!
@@ -18,13 +18,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, anyhow, bail};
+use provenant_kafka::raw::RawProducer;
 use provenant_kafka::{DevKafka, KafkaConfig, KafkaLog};
-use provenant_log::partitioner::partition_for_key;
 use provenant_producer::{Emitter, EmitterConfig, LogTransport, raw_record};
 use provenant_schemas::{Event, EventData, Runtime};
-use rdkafka::ClientConfig;
-use rdkafka::message::{Header, OwnedHeaders};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 
 use super::{Comparison, Plan, median, progress};
 
@@ -54,17 +51,6 @@ fn events(n: usize) -> Vec<Event> {
             e
         })
         .collect()
-}
-
-fn producer_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5");
-    config
 }
 
 struct Outcome {
@@ -99,39 +85,15 @@ async fn run_ours(log: Arc<KafkaLog>, topic: &str, events: &[Event]) -> Result<O
     Ok(Outcome { calls, total })
 }
 
-async fn run_raw(producer: &FutureProducer, topic: &str, events: &[Event]) -> Result<Outcome> {
+async fn run_raw(producer: &RawProducer, topic: &str, events: &[Event]) -> Result<Outcome> {
     let records: Vec<_> = events.iter().map(raw_record).collect();
-    let mut calls = Vec::with_capacity(records.len());
-    let mut pending = Vec::with_capacity(records.len());
-    let start = Instant::now();
-    for r in &records {
-        let key = r.key.as_deref().unwrap_or_default();
-        let mut headers = OwnedHeaders::new_with_capacity(r.headers.len());
-        for h in &r.headers {
-            headers = headers.insert(Header {
-                key: &h.name,
-                value: Some(h.value.as_ref()),
-            });
-        }
-        let partition = i32::try_from(partition_for_key(key, PARTITIONS))?;
-        let t = Instant::now();
-        let record = FutureRecord::to(topic)
-            .key(key)
-            .payload(r.value.as_ref())
-            .headers(headers)
-            .partition(partition);
-        match producer.send_result(record) {
-            Ok(f) => pending.push(f),
-            Err((e, _)) => bail!("raw send: {e}"),
-        }
-        calls.push(t.elapsed());
-    }
-    for f in pending {
-        f.await?.map_err(|(e, _)| anyhow!("raw delivery: {e}"))?;
-    }
+    let o = producer
+        .send_all(topic, PARTITIONS, &records)
+        .await
+        .map_err(anyhow::Error::msg)?;
     Ok(Outcome {
-        calls,
-        total: start.elapsed(),
+        calls: o.calls,
+        total: o.total,
     })
 }
 
@@ -148,7 +110,7 @@ pub(crate) async fn measure(plan: &Plan) -> Result<Comparison> {
     let kafka = DevKafka::start_empty().map_err(|e| anyhow!("{e}"))?;
     let bootstrap = kafka.bootstrap_servers().to_owned();
     let log = Arc::new(KafkaLog::new(KafkaConfig::new(&bootstrap)).map_err(|e| anyhow!("{e}"))?);
-    let producer: FutureProducer = producer_config(&bootstrap).create()?;
+    let producer = RawProducer::new(&bootstrap).map_err(anyhow::Error::msg)?;
     let events = events(n);
     let bytes: usize = events.iter().map(|e| raw_record(e).value.len()).sum();
     let (mut ours_tp, mut raw_tp) = (Vec::new(), Vec::new());
