@@ -6,8 +6,9 @@
 )]
 //! `provenant bench --quick --json` as CI smoke use: every key the issue names is there with
 //! `{ours, baseline, ratio, unit}`, each figure from work that was checked (the harness fails
-//! otherwise), and `redact_vs_vrl` is null with a note when built without `vrl-bench`. Sizes
-//! are cut further than `--quick` because tests run the debug build.
+//! otherwise), and `redact_vs_vrl` is null with a note when built without `vrl-bench` (a
+//! figure with the caught counts when built with it). Sizes are cut further than `--quick`
+//! because tests run the debug build.
 
 use std::process::Command;
 
@@ -50,13 +51,43 @@ fn quick_json_has_every_key_with_ours_baseline_ratio_unit() {
     assert_eq!(v["verify_vs_sha256sum"]["unit"], "MB/s");
     assert_eq!(v["lineage_query_p99_ms"]["unit"], "ms");
     assert!(v["lineage_query_p99_ms"]["events"].as_u64().unwrap() >= 3000);
-    assert!(v["redact_vs_vrl"].is_null());
-    assert!(
-        v["notes"]["redact_vs_vrl"]
-            .as_str()
-            .unwrap()
-            .contains("vrl-bench")
-    );
+    #[cfg(not(feature = "vrl-bench"))]
+    {
+        assert!(v["redact_vs_vrl"].is_null());
+        assert!(
+            v["notes"]["redact_vs_vrl"]
+                .as_str()
+                .unwrap()
+                .contains("vrl-bench")
+        );
+    }
+    #[cfg(feature = "vrl-bench")]
+    {
+        let m = &v["redact_vs_vrl"];
+        let (ours, base, ratio) = (
+            m["ours"].as_f64().unwrap(),
+            m["baseline"].as_f64().unwrap(),
+            m["ratio"].as_f64().unwrap(),
+        );
+        assert!(ours > 0.0 && base > 0.0 && ratio > 0.0, "{m}");
+        assert!((ratio - ours / base).abs() < 1e-9, "{m}");
+        assert_eq!(m["unit"], "documents/s");
+        let planted = m["planted"].as_u64().unwrap();
+        assert!(planted >= 100, "{m}");
+        assert!(m["caught_ours"].as_u64().unwrap() <= planted, "{m}");
+        assert!(m["caught_vrl"].as_u64().unwrap() <= planted, "{m}");
+        assert!(m["caught_ours"].as_u64().unwrap() > 0, "{m}");
+        for (kind, c) in m["caught_by_kind"].as_object().unwrap() {
+            assert!(
+                c["ours"].as_u64().is_some()
+                    && c["vrl"].as_u64().is_some()
+                    && c["planted"].as_u64().is_some(),
+                "{kind}: {c}"
+            );
+        }
+        assert!(m["false_positives_ours"].as_u64().is_some(), "{m}");
+        assert!(m["vrl_filters"].as_array().is_some_and(|f| !f.is_empty()));
+    }
     // Progress went to stderr, the JSON alone to stdout.
     assert!(
         stderr.contains("bench: processor_vs_passthrough"),
