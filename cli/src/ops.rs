@@ -10,7 +10,8 @@
 //! * `ops/prometheus`: `promtool check config`, `check rules` and `test rules` pass; every
 //!   alert has a severity, a summary, a description and a runbook that exists.
 //! * `ops/grafana`: provisioning points at the mounted dashboards; every dashboard parses, has
-//!   unique panel ids, uses the provisioned datasource and valid PromQL.
+//!   unique panel ids, uses provisioned datasources and valid PromQL; the SQL of the
+//!   dashboards over the index runs on a real PostgreSQL index ([`index_dashboards`]).
 //! * Every `provenant_*` metric, and every label name, used by an alert rule or a dashboard is
 //!   one the code registers (read from the metric structs' collectors, not from a list).
 //!
@@ -29,6 +30,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::Value;
+
+mod index_dashboards;
 
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -784,9 +787,22 @@ fn check_grafana(compose: &Compose) {
     }
 }
 
+/// Every provisioned datasource, from every file in `datasources/`.
 fn datasources(provisioning: &Path) -> Vec<Value> {
-    let doc = yaml(&provisioning.join("datasources/prometheus.yml"));
-    doc["datasources"].as_array().expect("datasources").clone()
+    let mut files: Vec<PathBuf> = std::fs::read_dir(provisioning.join("datasources"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .flat_map(|f| {
+            yaml(f)["datasources"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{}: no datasources", f.display()))
+                .clone()
+        })
+        .collect()
 }
 
 fn promtool(args: &[&str]) -> String {
@@ -1161,14 +1177,16 @@ fn alert_rules_use_only_metrics_and_labels_the_code_registers() {
 fn dashboards_parse_and_use_only_metrics_the_code_registers() {
     let known = exported_metrics();
     let provisioning = repo().join("ops/grafana/provisioning");
-    let uids: BTreeSet<String> = datasources(&provisioning)
+    // uid → type of every provisioned datasource.
+    let uids: BTreeMap<String, String> = datasources(&provisioning)
         .iter()
-        .map(|d| str_of(&d["uid"]))
+        .map(|d| (str_of(&d["uid"]), str_of(&d["type"])))
         .collect();
     let dir = repo().join("ops/grafana/dashboards");
     let mut dashboard_uids = BTreeSet::new();
     let mut exprs = Vec::new();
     let mut used = BTreeSet::new();
+    let mut sql_panels = 0;
     for entry in std::fs::read_dir(&dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_none_or(|e| e != "json") {
@@ -1199,11 +1217,22 @@ fn dashboards_parse_and_use_only_metrics_the_code_registers() {
             for t in p["targets"].as_array().into_iter().flatten() {
                 for ds in [&p["datasource"], &t["datasource"]] {
                     if !ds.is_null() {
-                        assert!(
-                            uids.contains(&str_of(&ds["uid"])),
+                        assert_eq!(
+                            uids.get(&str_of(&ds["uid"])),
+                            Some(&str_of(&ds["type"])),
                             "{file}: {title}: datasource {ds} is not provisioned ({uids:?})"
                         );
                     }
+                }
+                if t["datasource"]["uid"] == "provenant-index" {
+                    // SQL over the index: run and checked by index_dashboards.rs.
+                    assert!(t["rawSql"].is_string(), "{file}: {title}: no rawSql");
+                    assert!(
+                        t["expr"].is_null(),
+                        "{file}: {title}: PromQL on the SQL source"
+                    );
+                    sql_panels += 1;
+                    continue;
                 }
                 let expr = str_of(&t["expr"]);
                 let legend = template_labels(t["legendFormat"].as_str().unwrap_or_default());
@@ -1217,7 +1246,22 @@ fn dashboards_parse_and_use_only_metrics_the_code_registers() {
             }
         }
         assert!(ids.len() >= 10, "{file}: only {} panels", ids.len());
+        // Template variables use a provisioned datasource too.
+        for v in d["templating"]["list"].as_array().into_iter().flatten() {
+            if !v["datasource"].is_null() {
+                assert!(
+                    uids.contains_key(&str_of(&v["datasource"]["uid"])),
+                    "{file}: variable {}",
+                    v["name"]
+                );
+            }
+        }
     }
+    // The executive, on-call and debug dashboards read the index.
+    for uid in ["provenant-executive", "provenant-oncall", "provenant-debug"] {
+        assert!(dashboard_uids.contains(uid), "no dashboard {uid}");
+    }
+    assert!(sql_panels >= 20, "only {sql_panels} SQL panels");
     // The pipeline dashboard shows every part: ingest, processor, sinks, archive, coverage.
     assert_covers(
         &used,
