@@ -26,6 +26,13 @@ mod validate;
 mod verify;
 mod version;
 
+/// mimalloc instead of the system allocator: the processor allocates and frees many small
+/// strings per event (decoded fields, redaction, link targets, encoded records) across worker
+/// threads, and a profile of `provenant bench` showed about a third of its CPU time in glibc
+/// malloc/free (BENCHMARKS.md, "Processor"). Every role and the bench's baselines run on it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Provenant — provenance you can prove.
 ///
 /// Producers emit build, artifact, deploy, runtime and data events; a processor validates,

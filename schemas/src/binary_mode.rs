@@ -86,19 +86,14 @@ fn headers(e: &Event, content_type: &str) -> Headers {
 }
 
 /// Decodes and validates one Kafka record (see the module doc).
-pub fn decode(
-    headers: &[(String, Vec<u8>)],
+pub fn decode<N: AsRef<str>, V: AsRef<[u8]>>(
+    headers: &[(N, V)],
     value: &[u8],
     limits: &Limits,
 ) -> Result<Event, EventError> {
     let content_type = content_type(headers)?;
-    let base = content_type
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
-    if base == CLOUDEVENTS_JSON {
+    let base = content_type.split(';').next().unwrap_or_default().trim();
+    if base.eq_ignore_ascii_case(CLOUDEVENTS_JSON) {
         // Structured mode: one event, read exactly as HTTP reads it (CDEvents in a
         // CloudEvent are mapped the same way).
         let mut items = crate::decode::decode(value, Some(CLOUDEVENTS_JSON), limits);
@@ -110,7 +105,7 @@ pub fn decode(
             )),
         };
     }
-    if base != AVRO && base != JSON {
+    if !base.eq_ignore_ascii_case(AVRO) && !base.eq_ignore_ascii_case(JSON) {
         return Err(EventError::input(
             ErrorCode::UnsupportedContentType,
             format!(
@@ -119,11 +114,12 @@ pub fn decode(
         ));
     }
     let attrs = ce_headers(headers)?;
-    let event_ref = EventRef {
-        source: attrs.get("source").map(|s| (*s).to_owned()),
-        id: attrs.get("id").map(|s| (*s).to_owned()),
-    };
-    decode_binary(&attrs, &base, value, limits).map_err(|e| e.for_event(&event_ref))
+    decode_binary(&attrs, base, value, limits).map_err(|e| {
+        e.for_event(&EventRef {
+            source: attrs.get("source").map(|s| (*s).to_owned()),
+            id: attrs.get("id").map(|s| (*s).to_owned()),
+        })
+    })
 }
 
 fn decode_binary(
@@ -157,7 +153,7 @@ fn decode_binary(
             "header ce_datacontenttype is not used in Kafka binary mode: the content-type header says it",
         ));
     }
-    let data = if content_type == AVRO {
+    let data = if content_type.eq_ignore_ascii_case(AVRO) {
         avro::decode_data(kind, value, limits)?
     } else {
         let json = parse_strict(value, limits)?;
@@ -188,9 +184,10 @@ fn decode_binary(
     Ok(event)
 }
 
-fn content_type(headers: &[(String, Vec<u8>)]) -> Result<&str, EventError> {
+fn content_type<N: AsRef<str>, V: AsRef<[u8]>>(headers: &[(N, V)]) -> Result<&str, EventError> {
     let mut found = None;
     for (name, value) in headers {
+        let (name, value) = (name.as_ref(), value.as_ref());
         if !name.eq_ignore_ascii_case(CONTENT_TYPE) {
             continue;
         }
@@ -221,14 +218,17 @@ fn content_type(headers: &[(String, Vec<u8>)]) -> Result<&str, EventError> {
 }
 
 /// The `ce_*` headers by attribute name, each once and UTF-8.
-fn ce_headers(headers: &[(String, Vec<u8>)]) -> Result<BTreeMap<&str, &str>, EventError> {
+fn ce_headers<N: AsRef<str>, V: AsRef<[u8]>>(
+    headers: &[(N, V)],
+) -> Result<BTreeMap<&str, &str>, EventError> {
     let mut out = BTreeMap::new();
     for (name, value) in headers {
+        let name = name.as_ref();
         let Some(attr) = name.strip_prefix(HEADER_PREFIX) else {
             continue;
         };
-        let shown = shown_header(name);
-        let text = std::str::from_utf8(value).map_err(|_| {
+        let text = std::str::from_utf8(value.as_ref()).map_err(|_| {
+            let shown = shown_header(name);
             EventError::field(
                 ErrorCode::InvalidHeaders,
                 shown.clone(),
@@ -236,6 +236,7 @@ fn ce_headers(headers: &[(String, Vec<u8>)]) -> Result<BTreeMap<&str, &str>, Eve
             )
         })?;
         if out.insert(attr, text).is_some() {
+            let shown = shown_header(name);
             return Err(EventError::field(
                 ErrorCode::InvalidHeaders,
                 shown.clone(),

@@ -143,6 +143,8 @@ enum Outcome {
     Event {
         event: Event,
         redactions: Vec<Redaction>,
+        /// [`identity`] of the event, computed once.
+        ident: String,
     },
 }
 
@@ -354,11 +356,11 @@ impl<L: Log> Worker<L> {
         let mut rejected = Vec::new();
         let mut in_batch: HashMap<String, usize> = HashMap::new();
         for stored in &batch {
-            let headers: Vec<(String, Vec<u8>)> = stored
+            let headers: Vec<(&str, &[u8])> = stored
                 .record
                 .headers
                 .iter()
-                .map(|h| (h.name.clone(), h.value.to_vec()))
+                .map(|h| (h.name.as_str(), h.value.as_ref()))
                 .collect();
             match binary_mode::decode(&headers, &stored.record.value, &sh.limits) {
                 Err(error) => {
@@ -390,8 +392,12 @@ impl<L: Log> Worker<L> {
                             id: event.id,
                         });
                     } else {
-                        in_batch.insert(ident, outcomes.len());
-                        outcomes.push(Outcome::Event { event, redactions });
+                        in_batch.insert(ident.clone(), outcomes.len());
+                        outcomes.push(Outcome::Event {
+                            event,
+                            redactions,
+                            ident,
+                        });
                     }
                 }
             }
@@ -463,7 +469,11 @@ impl<L: Log> Worker<L> {
                         id,
                     })
                 }
-                Outcome::Event { event, redactions } => {
+                Outcome::Event {
+                    event,
+                    redactions,
+                    ident,
+                } => {
                     counts.valid.push(event.kind().as_str());
                     for r in &redactions {
                         counts.redactions.push(r.detector.clone());
@@ -511,7 +521,7 @@ impl<L: Log> Worker<L> {
                         });
                     }
                     key = Some(Bytes::from(event.partition_key()));
-                    new_idents.push((identity(&event), head.next_seq));
+                    new_idents.push((ident, head.next_seq));
                     introduces = introduced(&event);
                     RecordBody::Event(EventRecord {
                         event,
