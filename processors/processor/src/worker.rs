@@ -17,7 +17,7 @@ use provenant_schemas::validity::{ReaderState, Validator, Verdict};
 use provenant_schemas::{Event, EventError, Limits, binary_mode};
 use tokio::sync::watch;
 
-use crate::entities::{EntityState, Target, introduced, linkable};
+use crate::entities::{EntityState, FastMap, Target, introduced, linkable};
 use crate::{ProcessorConfig, ProcessorError, ProcessorMetrics, Redact, dlq};
 
 /// What every worker of one processor shares.
@@ -48,7 +48,7 @@ const READ_STALL: Duration = Duration::from_secs(30);
 /// Event identities of one partition, the newest `cap` kept.
 struct Dedup {
     cap: usize,
-    map: HashMap<Arc<str>, i64>,
+    map: FastMap<Arc<str>, i64>,
     order: VecDeque<Arc<str>>,
 }
 
@@ -56,7 +56,7 @@ impl Dedup {
     fn new(cap: usize) -> Self {
         Self {
             cap: cap.max(1),
-            map: HashMap::new(),
+            map: FastMap::default(),
             order: VecDeque::new(),
         }
     }
@@ -79,7 +79,13 @@ impl Dedup {
 
 /// An event's identity, `source` and `id` unambiguously joined.
 fn identity(event: &Event) -> String {
-    format!("{}:{}{}", event.source.len(), event.source, event.id)
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(event.source.len() + event.id.len() + 6);
+    let _ = write!(out, "{}", event.source.len());
+    out.push(':');
+    out.push_str(&event.source);
+    out.push_str(&event.id);
+    out
 }
 
 /// Pending links of one partition, by target entity key.
@@ -354,7 +360,7 @@ impl<L: Log> Worker<L> {
         let t = Instant::now();
         let mut outcomes = Vec::with_capacity(batch.len());
         let mut rejected = Vec::new();
-        let mut in_batch: HashMap<String, usize> = HashMap::new();
+        let mut in_batch: FastMap<String, usize> = FastMap::default();
         for stored in &batch {
             let headers: Vec<(&str, &[u8])> = stored
                 .record
@@ -430,7 +436,7 @@ impl<L: Log> Worker<L> {
         let mut head = self.head;
         let mut entries = Vec::with_capacity(outcomes.len());
         let mut seqs: Vec<i64> = Vec::with_capacity(outcomes.len());
-        let mut overlay: HashMap<String, Target> = HashMap::new();
+        let mut overlay: FastMap<String, Target> = FastMap::default();
         let mut new_idents: Vec<(String, i64)> = Vec::new();
         let mut new_pending: Vec<(String, i64, Relation)> = Vec::new();
         let mut counts = BatchCounts::default();
