@@ -610,7 +610,9 @@ impl Log for EmbeddedLog {
             tx.send(AppendRequest { records, reply })
                 .map_err(|_| LogError::Closed)?;
         }
-        Ok(Box::pin(async move { rx.await.map_err(|_| LogError::Closed)? }))
+        Ok(Box::pin(
+            async move { rx.await.map_err(|_| LogError::Closed)? },
+        ))
     }
 
     async fn watermarks(&self, topic: &str, partition: u32) -> Result<Watermarks, LogError> {

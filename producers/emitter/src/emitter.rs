@@ -471,10 +471,14 @@ impl<T: Transport> Worker<T> {
     /// Takes `first` and whatever else is queued (up to a batch), hands the batch to the
     /// transport, and files flush and stop requests behind it.
     async fn take_and_start(&mut self, first: Msg, stop: &mut Option<oneshot::Sender<()>>) {
-        let mut batch: Vec<Event> = Vec::new();
+        // Sized once: events are large, and a batch grown by doubling copies them over and
+        // over.
+        let max_batch = self.inner.config.max_batch.max(1);
+        let mut batch: Vec<Event> =
+            Vec::with_capacity(self.rx.len().saturating_add(1).min(max_batch));
         let mut waiters = Vec::new();
         Self::absorb(first, &mut batch, &mut waiters, stop);
-        while batch.len() < self.inner.config.max_batch && stop.is_none() {
+        while batch.len() < max_batch && stop.is_none() {
             match self.rx.try_recv() {
                 Ok(msg) => Self::absorb(msg, &mut batch, &mut waiters, stop),
                 Err(_) => break,

@@ -184,7 +184,6 @@ impl<L: Log> LogTransport<L> {
         *self.cached_count() = Some((count, Instant::now()));
         Ok(count)
     }
-
 }
 
 fn lock_count(count: &Mutex<Option<(u32, Instant)>>) -> MutexGuard<'_, Option<(u32, Instant)>> {

@@ -346,7 +346,8 @@ impl Transport for Pipe {
         let seq = self.s.handed.fetch_add(1, Ordering::SeqCst) + 1;
         let now = self.s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         self.s.most_in_flight.fetch_max(now, Ordering::SeqCst);
-        let batch: Vec<(usize, String)> = events.iter().map(|e| (part_of(e), e.id.clone())).collect();
+        let batch: Vec<(usize, String)> =
+            events.iter().map(|e| (part_of(e), e.id.clone())).collect();
         let s = Arc::clone(&self.s);
         Ok(Box::pin(async move {
             tokio::time::sleep(s.delay).await;
@@ -420,7 +421,10 @@ async fn several_batches_are_in_flight_and_delivered_in_order() {
     let most = t.s.most_in_flight.load(Ordering::SeqCst);
     assert!((2..=4).contains(&most), "most batches in flight: {most}");
     let s = emitter.stats();
-    assert_eq!((s.emitted, s.delivered, s.send_failures), (10_000, 10_000, 0));
+    assert_eq!(
+        (s.emitted, s.delivered, s.send_failures),
+        (10_000, 10_000, 0)
+    );
     emitter.shutdown().await.unwrap();
 }
 
@@ -467,18 +471,35 @@ async fn outage_with_batches_in_flight(spool: bool) {
     let got = t.got();
     let duplicates = assert_all_once_or_more_first_copies_in_order(&got, n);
     let at_failure = t.s.in_flight_at_first_failure.load(Ordering::SeqCst);
-    assert!(at_failure >= 2, "batches in flight at the failure: {at_failure}");
+    assert!(
+        at_failure >= 2,
+        "batches in flight at the failure: {at_failure}"
+    );
     let s = emitter.stats();
-    assert_eq!((s.emitted, s.delivered, s.dropped, s.rejected), (n as u64, n as u64, 0, 0), "{s:?}");
+    assert_eq!(
+        (s.emitted, s.delivered, s.dropped, s.rejected),
+        (n as u64, n as u64, 0, 0),
+        "{s:?}"
+    );
     if spool {
         assert!(s.spooled > 0 && s.spooled == s.replayed, "{s:?}");
     } else {
         assert_eq!(s.spooled, 0);
     }
     // Duplicates are copies of events of failed batches written on their healthy partitions.
-    assert!(duplicates > 0, "the outage was meant to hit partly written batches");
-    let resent = if spool { s.spooled } else { 200 * s.send_failures };
-    assert!(duplicates as u64 <= resent, "{duplicates} duplicates, {s:?}");
+    assert!(
+        duplicates > 0,
+        "the outage was meant to hit partly written batches"
+    );
+    let resent = if spool {
+        s.spooled
+    } else {
+        200 * s.send_failures
+    };
+    assert!(
+        duplicates as u64 <= resent,
+        "{duplicates} duplicates, {s:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -514,6 +535,10 @@ async fn a_batch_rejected_with_later_batches_in_flight_loses_only_the_bad_event(
     assert_eq!(got.len(), n - 1, "no event twice, only the bad one missing");
     assert_eq!(got.iter().cloned().collect::<BTreeSet<_>>(), expected);
     let s = emitter.stats();
-    assert_eq!((s.delivered, s.rejected, s.send_failures), (n as u64 - 1, 1, 0), "{s:?}");
+    assert_eq!(
+        (s.delivered, s.rejected, s.send_failures),
+        (n as u64 - 1, 1, 0),
+        "{s:?}"
+    );
     emitter.shutdown().await.unwrap();
 }
