@@ -370,6 +370,8 @@ impl Emitter {
 }
 
 /// What the worker waited for when it could either start a batch or settle one.
+// Lives for one loop turn; a message travels inline as in the queue.
+#[allow(clippy::large_enum_variant)]
 enum Next {
     Settled(Result<(), TransportError>),
     Received(Option<Msg>),
