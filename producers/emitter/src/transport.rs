@@ -20,6 +20,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use provenant_log::{Header, Log, Record};
 use provenant_schemas::Event;
 
@@ -235,14 +236,27 @@ impl<L: Log> Transport for LogTransport<L> {
 /// (`provenant_schemas::binary_mode::encode`: attributes in `ce_*` headers, the kind's data
 /// as a single-object Avro value), keyed by [`Event::partition_key`].
 pub fn raw_record(event: &Event) -> Record {
-    let (headers, value) = provenant_schemas::binary_mode::encode(event);
+    use provenant_schemas::binary_mode::{self, HeaderValue};
+    // Built directly rather than from `binary_mode::encode`'s pairs: constant values are not
+    // copied and no intermediate list is made (this runs for every event sent).
+    let mut headers = Vec::with_capacity(8 + event.extensions.len());
+    binary_mode::for_each_header(event, binary_mode::AVRO, |prefix, name, value| {
+        let mut header = String::with_capacity(prefix.len() + name.len());
+        header.push_str(prefix);
+        header.push_str(name);
+        let value = match value {
+            HeaderValue::Static(s) => Bytes::from_static(s.as_bytes()),
+            HeaderValue::Borrowed(s) => Bytes::copy_from_slice(s.as_bytes()),
+        };
+        headers.push(Header {
+            name: header,
+            value,
+        });
+    });
     Record {
         key: Some(event.partition_key().into()),
-        headers: headers
-            .into_iter()
-            .map(|(name, value)| Header::new(name, value))
-            .collect(),
-        value: value.into(),
+        headers,
+        value: provenant_schemas::avro::encode_data(&event.data).into(),
     }
 }
 
@@ -261,5 +275,44 @@ impl<T: Transport> Transport for std::sync::Arc<T> {
 
     fn name(&self) -> &'static str {
         (**self).name()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use provenant_schemas::{EventData, Runtime};
+
+    use super::*;
+
+    #[test]
+    fn raw_record_is_what_binary_mode_encodes() {
+        let mut event = Event::new(
+            "test://transport",
+            "e-1",
+            EventData::Runtime(Runtime {
+                instance_id: "pod-1".into(),
+                service: "shop".into(),
+                environment: "staging".into(),
+                ..Runtime::default()
+            }),
+        );
+        event.time = Some("2026-11-23T10:00:00Z".into());
+        event.subject = Some("pod-1".into());
+        event
+            .extensions
+            .insert("traceparent".into(), "00-abc-def-01".into());
+        event.mapped_from = Some("cdevents".into());
+        let record = raw_record(&event);
+        let (headers, value) = provenant_schemas::binary_mode::encode(&event);
+        let got: Vec<(String, Vec<u8>)> = record
+            .headers
+            .iter()
+            .map(|h| (h.name.clone(), h.value.to_vec()))
+            .collect();
+        assert_eq!(got, headers);
+        assert_eq!(record.value.as_ref(), value.as_slice());
+        assert_eq!(record.key.unwrap().as_ref(), b"instance:pod-1");
     }
 }
