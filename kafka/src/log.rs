@@ -4,6 +4,9 @@
 //!   `linger.ms`, lz4) shared by all appends; every record is sent to an explicit partition,
 //!   and `append` returns once librdkafka reported every record's delivery. With idempotence,
 //!   librdkafka keeps the records of one partition in order across its internal retries.
+//!   `start_append` returns once the records are in librdkafka's queue (handed over: a later
+//!   append to the partition lands after them) and leaves the delivery reports to the pending
+//!   append, so a producer can keep several appends in flight.
 //! * **Read**: a [`KafkaReader`] is a consumer *assigned* (never subscribed) to one partition,
 //!   with `auto.offset.reset=error`, so it never jumps: an offset before the log start is
 //!   [`LogError::OffsetOutOfRange`], at creation or while reading.
@@ -17,7 +20,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use provenant_log::{Header, Log, LogError, LogReader, Record, StoredRecord, Watermarks};
+use provenant_log::{
+    Header, Log, LogError, LogReader, PendingAppend, Record, StoredRecord, Watermarks,
+};
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{BorrowedMessage, Headers, OwnedHeaders};
@@ -175,6 +180,75 @@ fn to_stored(message: &BorrowedMessage<'_>, offset: u64) -> StoredRecord {
     }
 }
 
+/// Sorts a delivery error. librdkafka reports a record for a topic that does not exist as
+/// timed out (it waits for the topic to appear); ask the cluster, so that an unknown topic is
+/// reported as such (fatal), not as a timeout (retryable).
+async fn delivery_error(
+    meta: Arc<BaseConsumer<TracingContext>>,
+    timeout: Duration,
+    topic: &str,
+    partition: u32,
+    error: &KafkaError,
+) -> LogError {
+    let sorted = to_log_error("append", topic, partition, error);
+    if error.rdkafka_error_code() != Some(RDKafkaErrorCode::MessageTimedOut) {
+        return sorted;
+    }
+    let name = topic.to_owned();
+    let count = blocking("partition_count", topic, 0, move || {
+        query_partition_count(&meta, &name, timeout)
+    })
+    .await;
+    match count {
+        Err(unknown @ LogError::UnknownPartition { .. }) => unknown,
+        Ok(count) if partition >= count => LogError::UnknownPartition {
+            topic: topic.to_owned(),
+            partition,
+        },
+        _ => sorted,
+    }
+}
+
+/// Awaits the deliveries of one append, in order; the offsets, or the first failure sorted.
+async fn await_deliveries(
+    deliveries: Vec<DeliveryFuture>,
+    meta: Arc<BaseConsumer<TracingContext>>,
+    timeout: Duration,
+    topic: String,
+    partition: u32,
+    p: i32,
+) -> Result<Vec<u64>, LogError> {
+    let mut offsets = Vec::with_capacity(deliveries.len());
+    for delivery in deliveries {
+        match delivery.await {
+            Ok(Ok(delivered)) => {
+                if delivered.partition != p {
+                    return Err(fatal(
+                        "append",
+                        &topic,
+                        partition,
+                        format!("record delivered to partition {}", delivered.partition),
+                    ));
+                }
+                let offset = u64::try_from(delivered.offset).map_err(|_| {
+                    fatal(
+                        "append",
+                        &topic,
+                        partition,
+                        format!("delivered without an offset ({})", delivered.offset),
+                    )
+                })?;
+                offsets.push(offset);
+            }
+            Ok(Err((error, _))) => {
+                return Err(delivery_error(meta, timeout, &topic, partition, &error).await);
+            }
+            Err(_canceled) => return Err(LogError::Closed),
+        }
+    }
+    Ok(offsets)
+}
+
 impl KafkaLog {
     /// Connects (lazily: librdkafka connects in the background) with `config`.
     pub fn new(config: KafkaConfig) -> Result<Self, ConfigError> {
@@ -210,24 +284,6 @@ impl KafkaLog {
         self.producer
             .flush(timeout)
             .map_err(|e| to_log_error("flush", "*", 0, &e))
-    }
-
-    /// Sorts a delivery error. librdkafka reports a record for a topic that does not exist as
-    /// timed out (it waits for the topic to appear); ask the cluster, so that an unknown topic
-    /// is reported as such (fatal), not as a timeout (retryable).
-    async fn delivery_error(&self, topic: &str, partition: u32, error: &KafkaError) -> LogError {
-        let sorted = to_log_error("append", topic, partition, error);
-        if error.rdkafka_error_code() != Some(RDKafkaErrorCode::MessageTimedOut) {
-            return sorted;
-        }
-        match self.partition_count(topic).await {
-            Err(unknown @ LogError::UnknownPartition { .. }) => unknown,
-            Ok(count) if partition >= count => LogError::UnknownPartition {
-                topic: topic.to_owned(),
-                partition,
-            },
-            _ => sorted,
-        }
     }
 
     /// Enqueues one record, waiting for room while librdkafka's queue is full.
@@ -283,43 +339,34 @@ impl Log for KafkaLog {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<Vec<u64>, LogError> {
+        self.start_append(topic, partition, records).await?.await
+    }
+
+    /// Hands every record to librdkafka (waiting only while its queue is full) and returns;
+    /// librdkafka sends a partition's records in the order they were handed over. The
+    /// pending append awaits every delivery report.
+    async fn start_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<PendingAppend, LogError> {
         if records.is_empty() {
-            return Ok(Vec::new());
+            return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
         }
         let p = to_i32(topic, partition)?;
         let mut deliveries = Vec::with_capacity(records.len());
         for record in &records {
             deliveries.push(self.enqueue(topic, partition, p, record).await?);
         }
-        let mut offsets = Vec::with_capacity(deliveries.len());
-        for delivery in deliveries {
-            match delivery.await {
-                Ok(Ok(delivered)) => {
-                    if delivered.partition != p {
-                        return Err(fatal(
-                            "append",
-                            topic,
-                            partition,
-                            format!("record delivered to partition {}", delivered.partition),
-                        ));
-                    }
-                    let offset = u64::try_from(delivered.offset).map_err(|_| {
-                        fatal(
-                            "append",
-                            topic,
-                            partition,
-                            format!("delivered without an offset ({})", delivered.offset),
-                        )
-                    })?;
-                    offsets.push(offset);
-                }
-                Ok(Err((error, _))) => {
-                    return Err(self.delivery_error(topic, partition, &error).await);
-                }
-                Err(_canceled) => return Err(LogError::Closed),
-            }
-        }
-        Ok(offsets)
+        Ok(Box::pin(await_deliveries(
+            deliveries,
+            Arc::clone(&self.meta),
+            self.config.request_timeout(),
+            topic.to_owned(),
+            partition,
+            p,
+        )))
     }
 
     async fn watermarks(&self, topic: &str, partition: u32) -> Result<Watermarks, LogError> {

@@ -202,6 +202,7 @@ pub async fn run_all<L: Log>(log: &L, topic: &str, group: &str) -> Result<(), Co
     offsets_contiguous(log, topic, 0).await?;
     watermarks_follow_appends(log, topic, last).await?;
     per_partition_ordering(log, topic).await?;
+    started_appends_keep_order(log, topic, last).await?;
     records_intact(log, topic, 0).await?;
     read_from_any_offset(log, topic, last).await?;
     append_by_key_routes_by_murmur2(log, topic).await?;
@@ -587,6 +588,47 @@ pub async fn read_from_any_offset<L: Log>(
     ensure(reader.position() == marks.end + 1, CHECK, || {
         format!("position after the new record is {}", reader.position())
     })
+}
+
+/// Appends started one after the other with [`Log::start_append`] (each started once the one
+/// before was handed over, none awaited yet) land in that order, whatever order their pending
+/// appends are then awaited in, with the offsets each pending append reports.
+pub async fn started_appends_keep_order<L: Log>(
+    log: &L,
+    topic: &str,
+    partition: u32,
+) -> Result<(), ConformanceError> {
+    const CHECK: &str = "started_appends_keep_order";
+    let marks = call(CHECK, "watermarks", log.watermarks(topic, partition)).await?;
+    let batches: Vec<Vec<Record>> = (0..4usize)
+        .map(|b| {
+            (0..1 + b % 3)
+                .map(|i| tagged(CHECK, partition, b * 10 + i))
+                .collect()
+        })
+        .collect();
+    let mut pending = Vec::new();
+    for batch in &batches {
+        pending.push(
+            call(
+                CHECK,
+                "start_append",
+                log.start_append(topic, partition, batch.clone()),
+            )
+            .await?,
+        );
+    }
+    let mut offsets = Vec::new();
+    for p in pending.into_iter().rev() {
+        offsets.push(call(CHECK, "pending append", p).await?);
+    }
+    offsets.reverse();
+    let expected: Vec<Record> = batches.concat();
+    let flat: Vec<u64> = offsets.concat();
+    expect_contiguous(CHECK, "started appends", &flat, marks.end, expected.len())?;
+    let mut reader = call(CHECK, "reader", log.reader(topic, partition, marks.end)).await?;
+    let read = read_exact(CHECK, &mut reader, expected.len()).await?;
+    compare_records(CHECK, marks.end, &read, &expected)
 }
 
 /// `append_by_key` puts each keyed record on `partition_for_key(key, partitions)` and

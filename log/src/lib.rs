@@ -291,6 +291,27 @@ pub trait Log: Send + Sync + 'static {
         records: Vec<Record>,
     ) -> impl Future<Output = Result<Vec<u64>, LogError>> + Send;
 
+    /// Starts an append and returns once the records are *handed over*: an append (or
+    /// `start_append`) to the same partition that begins after this call returned lands after
+    /// these records. The returned [`PendingAppend`] resolves as [`Log::append`] would: the
+    /// offsets once the records are durable, or the error. This lets a producer keep several
+    /// appends in flight without giving up their order. An error of the call itself means
+    /// nothing was handed over, or only a prefix of the records (as with a failed `append`).
+    ///
+    /// The default runs the whole append before returning (no pipelining); the embedded log
+    /// and Kafka hand over without waiting for durability.
+    fn start_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<PendingAppend, LogError>> + Send {
+        async move {
+            let offsets = self.append(topic, partition, records).await?;
+            Ok(Box::pin(std::future::ready(Ok(offsets))) as PendingAppend)
+        }
+    }
+
     /// The partition's start and end offsets.
     fn watermarks(
         &self,
@@ -322,6 +343,12 @@ pub trait Log: Send + Sync + 'static {
         partition: u32,
     ) -> impl Future<Output = Result<Option<u64>, LogError>> + Send;
 }
+
+/// An append handed over to the log whose outcome is still to come; see
+/// [`Log::start_append`]. Owns everything it needs, so it can be kept while more appends are
+/// started.
+pub type PendingAppend =
+    std::pin::Pin<Box<dyn Future<Output = Result<Vec<u64>, LogError>> + Send + 'static>>;
 
 /// Appends a batch routed by key with the murmur2 partitioner: records are grouped by
 /// partition, order kept within each partition, and the partitions are appended
@@ -365,6 +392,45 @@ pub async fn append_by_key<L: Log>(
     Ok(out)
 }
 
+/// [`append_by_key`] in two steps, for producers that keep several batches in flight: routes
+/// the records over `partitions` (the caller's, possibly cached, partition count), starts one
+/// [`Log::start_append`] per partition (concurrently) and returns once every partition's
+/// records are handed over, so a batch started after this returned lands after this one on
+/// every partition. The returned future resolves once every partition's append is durable,
+/// to the first error otherwise (the other partitions may have been written: callers retry
+/// the whole batch, duplicates are removed downstream by event identity). If a partition
+/// cannot be started, the error is returned at once; partitions already started may still
+/// be written.
+pub async fn start_append_by_key<L: Log>(
+    log: &L,
+    topic: &str,
+    partitions: u32,
+    records: Vec<Record>,
+) -> Result<impl Future<Output = Result<(), LogError>> + Send + 'static, LogError> {
+    let mut by_partition: std::collections::BTreeMap<u32, Vec<Record>> =
+        std::collections::BTreeMap::new();
+    for record in records {
+        let partition = record
+            .key
+            .as_deref()
+            .map_or(0, |k| partitioner::partition_for_key(k, partitions));
+        by_partition.entry(partition).or_default().push(record);
+    }
+    let starts = by_partition
+        .into_iter()
+        .map(|(partition, batch)| log.start_append(topic, partition, batch));
+    let mut pending = Vec::new();
+    for started in futures_util::future::join_all(starts).await {
+        pending.push(started?);
+    }
+    Ok(async move {
+        for result in futures_util::future::join_all(pending).await {
+            result?;
+        }
+        Ok(())
+    })
+}
+
 /// A shared log is a log: roles in one process (`provenant up`) share one `Arc<L>`.
 impl<L: Log> Log for std::sync::Arc<L> {
     type Reader = L::Reader;
@@ -381,6 +447,15 @@ impl<L: Log> Log for std::sync::Arc<L> {
         records: Vec<Record>,
     ) -> impl Future<Output = Result<Vec<u64>, LogError>> + Send {
         (**self).append(topic, partition, records)
+    }
+
+    fn start_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> impl Future<Output = Result<PendingAppend, LogError>> + Send {
+        (**self).start_append(topic, partition, records)
     }
 
     fn watermarks(

@@ -57,32 +57,67 @@ pub fn encode_json(event: &Event) -> (Headers, Vec<u8>) {
     )
 }
 
-fn headers(e: &Event, content_type: &str) -> Headers {
+fn headers(e: &Event, content_type: &'static str) -> Headers {
     let mut h: Headers = Vec::with_capacity(8 + e.extensions.len());
-    let mut put = |name: &str, value: &str| {
-        h.push((format!("{HEADER_PREFIX}{name}"), value.as_bytes().to_vec()));
-    };
-    put("specversion", SPEC_VERSION);
-    put("id", &e.id);
-    put("source", &e.source);
-    put("type", e.kind().ce_type());
+    for_each_header(e, content_type, |prefix, name, value| {
+        let mut header = String::with_capacity(prefix.len() + name.len());
+        header.push_str(prefix);
+        header.push_str(name);
+        h.push((header, value.as_str().as_bytes().to_vec()));
+    });
+    h
+}
+
+/// A header value as [`for_each_header`] gives it: a constant, or borrowed from the event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeaderValue<'a> {
+    /// The same for every event of the kind (spec version, type, content type): a writer
+    /// can use it without copying.
+    Static(&'static str),
+    /// Taken from the event.
+    Borrowed(&'a str),
+}
+
+impl<'a> HeaderValue<'a> {
+    /// The value.
+    pub fn as_str(self) -> &'a str {
+        match self {
+            Self::Static(s) => s,
+            Self::Borrowed(s) => s,
+        }
+    }
+}
+
+/// The binary-mode headers of `e`, in the order [`encode`] writes them, without building
+/// them: `put(prefix, name, value)` once per header, the header's name being `prefix` followed
+/// by `name`. For writers with their own header type (the producer's Kafka records), so that
+/// they allocate only what they keep.
+pub fn for_each_header<'a>(
+    e: &'a Event,
+    content_type: &'static str,
+    mut put: impl FnMut(&'static str, &str, HeaderValue<'a>),
+) {
+    use HeaderValue::{Borrowed, Static};
+    put(HEADER_PREFIX, "specversion", Static(SPEC_VERSION));
+    put(HEADER_PREFIX, "id", Borrowed(&e.id));
+    put(HEADER_PREFIX, "source", Borrowed(&e.source));
+    put(HEADER_PREFIX, "type", Static(e.kind().ce_type()));
     if let Some(t) = &e.time {
-        put("time", t);
+        put(HEADER_PREFIX, "time", Borrowed(t));
     }
     if let Some(s) = &e.subject {
-        put("subject", s);
+        put(HEADER_PREFIX, "subject", Borrowed(s));
     }
     if let Some(s) = &e.dataschema {
-        put("dataschema", s);
+        put(HEADER_PREFIX, "dataschema", Borrowed(s));
     }
     for (k, v) in &e.extensions {
-        put(k, v);
+        put(HEADER_PREFIX, k, Borrowed(v));
     }
     if let Some(m) = &e.mapped_from {
-        put(MAPPED_FROM_EXTENSION, m);
+        put(HEADER_PREFIX, MAPPED_FROM_EXTENSION, Borrowed(m));
     }
-    h.push((CONTENT_TYPE.into(), content_type.as_bytes().to_vec()));
-    h
+    put("", CONTENT_TYPE, Static(content_type));
 }
 
 /// Decodes and validates one Kafka record (see the module doc).

@@ -141,3 +141,15 @@ fn errors_never_echo_values() {
         assert!(!e.message.contains(secret));
     }
 }
+
+#[test]
+fn partition_key_is_the_subject_key_for_every_kind() {
+    for kind in Kind::ALL {
+        let event = decode(&good(kind)).unwrap_or_else(|e| panic!("{kind}: {e}"));
+        assert_eq!(
+            event.partition_key(),
+            event.subject_key().to_string(),
+            "{kind}"
+        );
+    }
+}

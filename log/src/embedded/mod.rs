@@ -80,7 +80,8 @@ use tokio::sync::{oneshot, watch};
 
 use self::partition::{AppendRequest, Partition};
 use crate::{
-    GroupEvent, GroupMember, Log, LogError, LogReader, Record, StoredRecord, TOPICS, Watermarks,
+    GroupEvent, GroupMember, Log, LogError, LogReader, PendingAppend, Record, StoredRecord, TOPICS,
+    Watermarks,
 };
 
 /// Partitions of each of [`TOPICS`] created on first open.
@@ -563,6 +564,17 @@ impl Log for EmbeddedLog {
         partition: u32,
         records: Vec<Record>,
     ) -> Result<Vec<u64>, LogError> {
+        self.start_append(topic, partition, records).await?.await
+    }
+
+    /// Hands the records to the partition's writer (which appends requests in the order it
+    /// receives them) and returns; the pending append resolves once they are fsync'd.
+    async fn start_append(
+        &self,
+        topic: &str,
+        partition: u32,
+        records: Vec<Record>,
+    ) -> Result<PendingAppend, LogError> {
         if let Some(too_large) = records
             .iter()
             .map(frame::frame_len)
@@ -590,7 +602,7 @@ impl Log for EmbeddedLog {
                     partition,
                 })?;
             if count == 0 {
-                return Ok(Vec::new());
+                return Ok(Box::pin(std::future::ready(Ok(Vec::new()))));
             }
             let tx = handle.tx.as_ref().ok_or(LogError::Closed)?;
             #[cfg(test)]
@@ -598,7 +610,9 @@ impl Log for EmbeddedLog {
             tx.send(AppendRequest { records, reply })
                 .map_err(|_| LogError::Closed)?;
         }
-        rx.await.map_err(|_| LogError::Closed)?
+        Ok(Box::pin(
+            async move { rx.await.map_err(|_| LogError::Closed)? },
+        ))
     }
 
     async fn watermarks(&self, topic: &str, partition: u32) -> Result<Watermarks, LogError> {

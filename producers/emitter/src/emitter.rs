@@ -6,26 +6,58 @@
 //!   under one short lock, puts the event in a bounded in-memory queue. When the queue is
 //!   full, the [`OverflowPolicy`] decides: `Spool` appends it to the on-disk spool (a file
 //!   write, no network), `DropNewest` drops it. Every outcome is counted in [`Stats`].
-//! * The worker takes batches from the queue and sends them with the [`Transport`]. When the
-//!   destination is unavailable, the worker writes its in-flight batch and the rest of the
-//!   queue to the front of the spool (durably) and switches to *spooling*: from then on
-//!   `emit` appends every event to the spool, and the worker replays the spool, oldest
-//!   segment first, retrying with backoff, deleting a segment only after the destination
-//!   acknowledged all of it. When the spool is empty the emitter goes back to the queue.
+//! * The worker takes batches from the queue and hands them to the [`Transport`] with
+//!   [`Transport::start`], keeping up to [`EmitterConfig::max_in_flight`] batches in flight:
+//!   batch N+1 is handed over while N waits for its acknowledgement, and outcomes are settled
+//!   in hand-over order. (`start` returns only once a later batch can no longer overtake this
+//!   one; a transport that cannot promise that, like HTTP, sends the whole batch there, so it
+//!   has one batch in flight.)
+//! * When a batch fails with `Unavailable`, the worker first waits for the outcome of every
+//!   later batch in flight (so that none of their records is still queued in the transport
+//!   when the failed ones are sent again), then writes the failed batch, every later batch
+//!   that failed too, and the rest of the queue, in that order, to the front of the spool
+//!   (durably) and switches to *spooling*: from then on `emit` appends every event to the
+//!   spool, and the worker replays the spool, oldest segment first, one batch at a time,
+//!   retrying with backoff, deleting a segment only after the destination acknowledged all of
+//!   it. When the spool is empty the emitter goes back to the queue.
+//! * A batch the destination rejects for its content is sent again event by event, so that
+//!   only the offending events are rejected (and counted).
 //!
 //! Invariants:
-//! * Per emitter, events are delivered in `emit` order (so per key too), whether they went
-//!   through the queue, the spool, or both: while anything is spooled, nothing bypasses it.
+//! * Nothing is lost: every event is delivered, durably spooled, or counted as dropped or
+//!   rejected. Delivery is at least once: a failed batch may have been partly delivered (on
+//!   some partitions) and is sent again whole; the processor removes the duplicates by
+//!   (`source`, `id`), keeping the first copy.
+//! * Per emitter, events are handed to the destination in `emit` order (so per key too),
+//!   whether they went through the queue, the spool, or both: while anything is spooled,
+//!   nothing bypasses it; a failed batch is sent again before anything handed over after it
+//!   that failed too, and before everything still queued. So the first copy of each event the
+//!   destination keeps is in `emit` order per key, provided the destination fails a key's
+//!   records in hand-over order (once a record of a key fails, the records of that key handed
+//!   over after it fail too, rather than being written past the gap). Kafka with the
+//!   idempotent producer does so for a partition, with one exception: records that time out
+//!   (`message.timeout.ms`) just as the broker comes back, where a record handed over a little
+//!   later can still get through. That window exists within one batch with one batch in
+//!   flight; several batches in flight widen it by the time between their hand-overs
+//!   (milliseconds). A batch rejected *after* later batches were handed over (a rejection
+//!   that only the destination's acknowledgement reports) has its acceptable events sent again
+//!   after those batches; a rejection when the batch is handed over (Kafka checks record sizes
+//!   then) comes before any later batch is handed over.
 //! * `emit` never waits on the network: it takes one lock held for a queue push or a
 //!   buffered file append.
 //! * After [`Emitter::flush`] returns, every event emitted before the call is delivered or
-//!   durably spooled. [`Emitter::shutdown`] flushes and stops the worker; a spool left behind
-//!   is delivered by the next emitter opened on the same directory.
+//!   durably spooled: a flush request is answered once every batch handed over before it is
+//!   settled, after syncing the spool. [`Emitter::shutdown`] flushes and stops the worker; a
+//!   spool left behind is delivered by the next emitter opened on the same directory.
 //! * Without a spool directory there is no durability during an outage: the worker retries
-//!   its batch in memory and the queue's overflow policy decides about the rest.
-//! * `emitted = delivered + spooled_pending + dropped + rejected + in_memory` at any moment;
+//!   the failed batches in memory, in order, one at a time, and the queue's overflow policy
+//!   decides about the rest.
+//! * `emitted = delivered + spooled_pending + dropped + rejected + in_memory` at any moment
+//!   (`delivered` counts each event once, when the batch it was in last is acknowledged; a
+//!   batch that failed is counted as spooled or, retried in memory, when it is delivered);
 //!   after `flush` with the destination up, `in_memory = spooled_pending = 0`.
 
+use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,7 +67,7 @@ use provenant_schemas::{Event, EventError, Limits};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::spool::{Spool, SpoolError};
-use crate::transport::{Transport, TransportError};
+use crate::transport::{Pending, Transport, TransportError};
 
 /// What `emit` does when the in-memory queue is full.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -59,6 +91,12 @@ pub struct EmitterConfig {
     pub spool_dir: Option<PathBuf>,
     /// Most events per transport call.
     pub max_batch: usize,
+    /// Most batches handed to the transport and not yet acknowledged. The worker hands batch
+    /// N+1 over while N waits for its acknowledgement, and settles batches in the order it
+    /// handed them over. Only a transport that can hand over without reordering pipelines
+    /// ([`crate::LogTransport`]); others ([`crate::HttpTransport`]) send one batch at a time
+    /// whatever this says. 1 (or 0) = one batch at a time.
+    pub max_in_flight: usize,
     /// First retry delay after a failure; doubles up to `max_backoff`.
     pub min_backoff: Duration,
     /// Longest retry delay.
@@ -70,9 +108,12 @@ pub struct EmitterConfig {
 impl EmitterConfig {
     /// Default queue capacity: 10,000 events.
     pub const DEFAULT_QUEUE_CAPACITY: usize = 10_000;
-    /// Default batch: 5,000 events (one batch is in flight at a time, so batches carry the
-    /// throughput; the partitions of a batch are appended concurrently).
+    /// Default batch: 5,000 events (the partitions of a batch are appended concurrently).
     pub const DEFAULT_MAX_BATCH: usize = 5_000;
+    /// Default batches in flight: 4. One batch in flight left the worker idle for `linger.ms`
+    /// and the acknowledgements of every partition between batches (0.51–0.73× a raw
+    /// rdkafka producer's throughput, `BENCHMARKS.md`).
+    pub const DEFAULT_MAX_IN_FLIGHT: usize = 4;
 }
 
 impl Default for EmitterConfig {
@@ -82,6 +123,7 @@ impl Default for EmitterConfig {
             overflow: OverflowPolicy::Spool,
             spool_dir: None,
             max_batch: Self::DEFAULT_MAX_BATCH,
+            max_in_flight: Self::DEFAULT_MAX_IN_FLIGHT,
             min_backoff: Duration::from_millis(50),
             max_backoff: Duration::from_secs(5),
             limits: Limits::DEFAULT,
@@ -230,6 +272,8 @@ impl Emitter {
             inner: Arc::clone(&inner),
             transport,
             rx,
+            in_flight: VecDeque::new(),
+            blocked: false,
         };
         tokio::spawn(worker.run());
         Ok(Self { inner })
@@ -325,64 +369,144 @@ impl Emitter {
     }
 }
 
+/// What the worker waited for when it could either start a batch or settle one.
+// Lives for one loop turn; a message travels inline as in the queue.
+#[allow(clippy::large_enum_variant)]
+enum Next {
+    Settled(Result<(), TransportError>),
+    Received(Option<Msg>),
+}
+
+/// A batch handed to the transport and not yet settled.
+struct InFlight {
+    events: Vec<Event>,
+    ack: Pending,
+    /// Flush requests that came after this batch's events and before the next batch's:
+    /// answered once this batch (and so every one before it) is delivered or spooled.
+    waiters: Vec<oneshot::Sender<()>>,
+}
+
 struct Worker<T> {
     inner: Arc<Inner>,
     transport: T,
     rx: mpsc::Receiver<Msg>,
+    /// Batches in flight, oldest first; settled in this order.
+    in_flight: VecDeque<InFlight>,
+    /// A batch could not be handed over: start nothing more until it is settled (a later
+    /// batch would overtake it).
+    blocked: bool,
 }
 
 impl<T: Transport> Worker<T> {
     async fn run(mut self) {
-        let mut batch: Vec<Event> = Vec::new();
+        let max_in_flight = self.inner.config.max_in_flight.max(1);
+        let mut stop: Option<oneshot::Sender<()>> = None;
         loop {
-            // While spooling, the queue may still hold events emitted before `emit` began
-            // spooling (on overflow): they are older than everything in the spool, so they go
-            // first (delivered, or moved to the spool front on failure). Only an empty queue
-            // lets the worker replay the spool. `emit` does not use the queue while spooling.
-            let spooling = self.inner.lock().spooling;
-            let first = if spooling {
-                match self.rx.try_recv() {
-                    Ok(msg) => msg,
-                    Err(mpsc::error::TryRecvError::Empty) => {
-                        if self.replay_spool().await.is_err() {
-                            return;
+            if self.in_flight.is_empty() {
+                self.blocked = false;
+                if let Some(stop) = stop.take() {
+                    let _ = stop.send(());
+                    return;
+                }
+                // While spooling, the queue may still hold events emitted before `emit` began
+                // spooling (on overflow): they are older than everything in the spool, so
+                // they go first (delivered, or moved to the spool front on failure). Only an
+                // empty queue with nothing in flight lets the worker replay the spool. `emit`
+                // does not use the queue while spooling.
+                let spooling = self.inner.lock().spooling;
+                let first = if spooling {
+                    match self.rx.try_recv() {
+                        Ok(msg) => msg,
+                        Err(mpsc::error::TryRecvError::Empty) => {
+                            if self.replay_spool().await.is_err() {
+                                return;
+                            }
+                            continue;
                         }
-                        continue;
+                        Err(mpsc::error::TryRecvError::Disconnected) => return,
                     }
-                    Err(mpsc::error::TryRecvError::Disconnected) => return,
+                } else {
+                    match self.rx.recv().await {
+                        Some(msg) => msg,
+                        None => return,
+                    }
+                };
+                self.take_and_start(first, &mut stop).await;
+            } else if self.in_flight.len() < max_in_flight && !self.blocked && stop.is_none() {
+                // Room for another batch: settle the oldest one if its outcome is in,
+                // otherwise start the next batch as soon as an event arrives.
+                let Some(oldest) = self.in_flight.front_mut() else {
+                    continue;
+                };
+                let next = tokio::select! {
+                    biased;
+                    result = &mut oldest.ack => Next::Settled(result),
+                    msg = self.rx.recv() => Next::Received(msg),
+                };
+                let must_end = match next {
+                    Next::Settled(result) => self.settle_oldest(result).await,
+                    Next::Received(Some(msg)) => {
+                        self.take_and_start(msg, &mut stop).await;
+                        false
+                    }
+                    // The queue is closed: settle what is in flight, then end.
+                    Next::Received(None) => {
+                        stop = Some(oneshot::channel().0);
+                        false
+                    }
+                };
+                if must_end {
+                    return;
                 }
             } else {
-                match self.rx.recv().await {
-                    Some(msg) => msg,
-                    None => return,
+                let Some(oldest) = self.in_flight.front_mut() else {
+                    continue;
+                };
+                let result = (&mut oldest.ack).await;
+                if self.settle_oldest(result).await {
+                    return;
                 }
-            };
-            let mut waiters = Vec::new();
-            let mut stop = None;
-            Self::absorb(first, &mut batch, &mut waiters, &mut stop);
-            while batch.len() < self.inner.config.max_batch && stop.is_none() {
-                match self.rx.try_recv() {
-                    Ok(msg) => Self::absorb(msg, &mut batch, &mut waiters, &mut stop),
-                    Err(_) => break,
-                }
-            }
-            if !batch.is_empty() && self.deliver_live(&mut batch).await {
-                for w in waiters {
-                    let _ = w.send(());
-                }
-                if let Some(stop) = stop {
-                    let _ = stop.send(());
-                }
-                return;
-            }
-            for w in waiters {
-                let _ = w.send(());
-            }
-            if let Some(stop) = stop {
-                let _ = stop.send(());
-                return;
             }
         }
+    }
+
+    /// Takes `first` and whatever else is queued (up to a batch), hands the batch to the
+    /// transport, and files flush and stop requests behind it.
+    async fn take_and_start(&mut self, first: Msg, stop: &mut Option<oneshot::Sender<()>>) {
+        // Sized once: events are large, and a batch grown by doubling copies them over and
+        // over.
+        let max_batch = self.inner.config.max_batch.max(1);
+        let mut batch: Vec<Event> =
+            Vec::with_capacity(self.rx.len().saturating_add(1).min(max_batch));
+        let mut waiters = Vec::new();
+        Self::absorb(first, &mut batch, &mut waiters, stop);
+        while batch.len() < max_batch && stop.is_none() {
+            match self.rx.try_recv() {
+                Ok(msg) => Self::absorb(msg, &mut batch, &mut waiters, stop),
+                Err(_) => break,
+            }
+        }
+        if batch.is_empty() {
+            match self.in_flight.back_mut() {
+                Some(last) => last.waiters.append(&mut waiters),
+                None => self.answer(waiters),
+            }
+            return;
+        }
+        let ack = match self.transport.start(&batch).await {
+            Ok(ack) => ack,
+            Err(e) => {
+                // Settled in its turn, after the batches before it; nothing is started
+                // behind it until then.
+                self.blocked = true;
+                Box::pin(std::future::ready(Err(e)))
+            }
+        };
+        self.in_flight.push_back(InFlight {
+            events: batch,
+            ack,
+            waiters,
+        });
     }
 
     fn absorb(
@@ -398,17 +522,120 @@ impl<T: Transport> Worker<T> {
         }
     }
 
-    /// Sends a batch taken from the queue. On an outage with a spool: moves the batch and the
-    /// whole queue to the front of the spool and starts spooling. Without a spool: retries in
-    /// memory until it is delivered.
+    /// Answers flush requests, after making whatever `emit` appended to the spool durable.
+    fn answer(&self, waiters: Vec<oneshot::Sender<()>>) {
+        if waiters.is_empty() {
+            return;
+        }
+        let mut state = self.inner.lock();
+        if let Some(spool) = state.spool.as_mut()
+            && let Err(e) = spool.sync()
+        {
+            tracing::error!(error = %e, "spool sync failed");
+        }
+        drop(state);
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+
+    /// Counts a batch's outcome when it needs nothing more: delivered, or (a single event)
+    /// rejected. Otherwise gives the error back.
+    fn count(&self, len: usize, result: Result<(), TransportError>) -> Result<(), TransportError> {
+        match result {
+            Ok(()) => {
+                self.inner
+                    .stats
+                    .delivered
+                    .fetch_add(len as u64, Ordering::Relaxed);
+                Ok(())
+            }
+            Err(TransportError::Rejected(reason)) if len == 1 => {
+                self.inner.stats.rejected.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(transport = self.transport.name(), %reason, "event rejected by the destination");
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Settles the oldest batch in flight with its outcome. Returns true when the worker must
+    /// end (a stop request met during an outage).
+    async fn settle_oldest(&mut self, result: Result<(), TransportError>) -> bool {
+        let Some(oldest) = self.in_flight.pop_front() else {
+            return false;
+        };
+        match self.count(oldest.events.len(), result) {
+            Ok(()) => {
+                self.answer(oldest.waiters);
+                false
+            }
+            Err(e) => self.recover(oldest, e).await,
+        }
+    }
+
+    /// The oldest batch in flight failed. Every later batch in flight was handed over after
+    /// it, so first wait for their outcomes: nothing of theirs is then still queued in the
+    /// transport when the failed events are sent again (they would overtake them). Then the
+    /// failed batch and every later batch that failed too go, in order, ahead of the queue:
+    /// on `Unavailable` with a spool, to the front of the spool; otherwise they are sent
+    /// again one batch at a time (a rejected batch event by event, so that only the
+    /// offending events are rejected; without a spool, retrying in memory).
+    /// Returns true when the worker must end.
+    async fn recover(&mut self, failed: InFlight, error: TransportError) -> bool {
+        let unavailable = matches!(error, TransportError::Unavailable(_));
+        if unavailable {
+            self.inner
+                .stats
+                .send_failures
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(transport = self.transport.name(), %error, events = failed.events.len(), in_flight = self.in_flight.len(), "destination unavailable, retrying");
+        } else {
+            tracing::warn!(transport = self.transport.name(), %error, "batch rejected, retrying events one by one");
+        }
+        let mut retry = vec![failed.events];
+        let mut waiters = failed.waiters;
+        while let Some(later) = self.in_flight.pop_front() {
+            let len = later.events.len();
+            let outcome = later.ack.await;
+            if let Err(e) = self.count(len, outcome) {
+                if matches!(e, TransportError::Unavailable(_)) {
+                    self.inner
+                        .stats
+                        .send_failures
+                        .fetch_add(1, Ordering::Relaxed);
+                }
+                retry.push(later.events);
+            }
+            waiters.extend(later.waiters);
+        }
+        self.blocked = false;
+        let has_spool = self.inner.lock().spool.is_some();
+        let stopped = if unavailable && has_spool {
+            self.spool_front(retry.into_iter().flatten().collect())
+                .unwrap_or(false)
+        } else {
+            if unavailable {
+                tokio::time::sleep(self.inner.config.min_backoff).await;
+            }
+            self.deliver_in_order(retry).await
+        };
+        self.answer(waiters);
+        stopped
+    }
+
+    /// Sends batches one at a time, in order. On an outage with a spool: moves the failed
+    /// batch, the ones after it and the whole queue to the front of the spool and starts
+    /// spooling. Without a spool: retries in memory until each is delivered.
     /// Returns true when a stop request was met (the worker must end).
-    async fn deliver_live(&mut self, batch: &mut Vec<Event>) -> bool {
+    async fn deliver_in_order(&mut self, batches: Vec<Vec<Event>>) -> bool {
+        let mut batches = VecDeque::from(batches);
         let mut backoff = self.inner.config.min_backoff;
-        loop {
+        while let Some(batch) = batches.front() {
             match self.send_splitting(batch).await {
                 Ok(()) => {
-                    batch.clear();
-                    return false;
+                    batches.pop_front();
+                    backoff = self.inner.config.min_backoff;
                 }
                 Err(e) => {
                     self.inner
@@ -420,23 +647,25 @@ impl<T: Transport> Worker<T> {
                     } else {
                         tracing::debug!(transport = self.transport.name(), error = %e, events = batch.len(), "destination still unavailable");
                     }
-                    if let Some(stopped) = self.spool_front(batch) {
-                        return stopped;
+                    if self.inner.lock().spool.is_some() {
+                        let older = std::mem::take(&mut batches).into_iter().flatten().collect();
+                        return self.spool_front(older).unwrap_or(false);
                     }
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(self.inner.config.max_backoff);
                 }
             }
         }
+        false
     }
 
-    /// On an outage: moves the batch and everything queued behind it to the front of the
-    /// spool (durably) and starts spooling. `None` without a spool (the caller retries in
-    /// memory); `Some(stop_requested)` otherwise.
-    fn spool_front(&mut self, batch: &mut Vec<Event>) -> Option<bool> {
+    /// On an outage: moves `older` (events older than the queue) and everything queued behind
+    /// them to the front of the spool (durably) and starts spooling. `None` without a spool
+    /// (the events are not taken); `Some(stop_requested)` otherwise.
+    fn spool_front(&mut self, older: Vec<Event>) -> Option<bool> {
         let mut state = self.inner.lock();
         let spool = state.spool.as_mut()?;
-        let mut older: Vec<Vec<u8>> = batch.drain(..).map(|e| e.to_json_bytes()).collect();
+        let mut older: Vec<Vec<u8>> = older.iter().map(Event::to_json_bytes).collect();
         let mut replies = Vec::new();
         let mut stop = false;
         while let Ok(msg) = self.rx.try_recv() {
@@ -460,6 +689,12 @@ impl<T: Transport> Worker<T> {
                 self.inner.stats.dropped.fetch_add(n, Ordering::Relaxed);
             }
         }
+        // Flush requests among `replies` also cover what `emit` appended to the spool tail.
+        if let Some(spool) = state.spool.as_mut()
+            && let Err(e) = spool.sync()
+        {
+            tracing::error!(error = %e, "spool sync failed");
+        }
         drop(state);
         for reply in replies {
             let _ = reply.send(());
@@ -469,7 +704,7 @@ impl<T: Transport> Worker<T> {
 
     /// Sends a batch; if the destination rejects it for its content, sends the events one by
     /// one so that only the offending ones are rejected (and counted).
-    async fn send_splitting(&self, batch: &[Event]) -> Result<(), TransportError> {
+    async fn send_splitting(&mut self, batch: &[Event]) -> Result<(), TransportError> {
         match self.transport.send(batch).await {
             Ok(()) => {
                 self.inner
@@ -493,7 +728,6 @@ impl<T: Transport> Worker<T> {
             Err(e) => Err(e),
         }
     }
-
     /// Delivers the oldest spool segment (retrying until the destination takes it), or, when
     /// the spool is empty, stops spooling. Err means the emitter was stopped.
     async fn replay_spool(&mut self) -> Result<(), ()> {

@@ -32,4 +32,4 @@ pub mod transport;
 
 pub use emitter::{EmitError, Emitter, EmitterConfig, OverflowPolicy, Stats, StatsSnapshot};
 pub use spool::{Spool, SpoolError};
-pub use transport::{HttpTransport, LogTransport, Transport, TransportError, raw_record};
+pub use transport::{HttpTransport, LogTransport, Pending, Transport, TransportError, raw_record};
