@@ -48,6 +48,13 @@ fn quick_json_has_every_key_with_ours_baseline_ratio_unit() {
         assert!(m["unit"].is_string(), "{key}: {m}");
     }
     assert_eq!(v["processor_vs_passthrough"]["unit"], "events/s");
+    // The headline is the steady state: never below the rate that includes startup.
+    let pr = &v["processor_vs_passthrough"];
+    assert!(pr["startup_ms"].as_f64().unwrap() >= 0.0, "{pr}");
+    assert!(
+        pr["ours"].as_f64().unwrap() >= pr["ours_including_startup"].as_f64().unwrap() - 1.0,
+        "{pr}"
+    );
     assert_eq!(v["verify_vs_sha256sum"]["unit"], "MB/s");
     assert_eq!(v["lineage_query_p99_ms"]["unit"], "ms");
     assert!(v["lineage_query_p99_ms"]["events"].as_u64().unwrap() >= 3000);
