@@ -98,6 +98,93 @@ impl MetricSet for ArchiveMetrics {
     }
 }
 
+/// What one `provenant verify` run found, written by `verify --metrics-file` in the Prometheus
+/// text format (node_exporter's textfile collector reads it), so that a scheduled audit of the
+/// archive can page: `ops/prometheus/rules` alerts on an integrity failure and on an audit
+/// that stopped running or could not run. No label: one file per audited archive.
+#[derive(Clone, Debug)]
+pub(crate) struct VerifyMetrics {
+    last_run: prometheus::Gauge,
+    exit_code: prometheus::IntGauge,
+    failures: prometheus::IntGauge,
+    records: prometheus::IntGauge,
+    bytes: prometheus::IntGauge,
+    duration: prometheus::Gauge,
+    signatures: prometheus::IntGauge,
+}
+
+impl VerifyMetrics {
+    /// Creates the metrics and registers them.
+    pub(crate) fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge = |name: &str, help: &str| prometheus::Gauge::new(name, help);
+        let int = |name: &str, help: &str| prometheus::IntGauge::new(name, help);
+        Self {
+            last_run: gauge(
+                "provenant_verify_last_run_timestamp_seconds",
+                "Unix time the last `provenant verify` run of this archive ended.",
+            )?,
+            exit_code: int(
+                "provenant_verify_exit_code",
+                "Exit status of that run: 0 intact, 1 integrity failure, 2 usage or I/O error (nothing verified).",
+            )?,
+            failures: int(
+                "provenant_verify_integrity_failures",
+                "Integrity failures that run found (altered, reordered or missing records or segments, bad signatures).",
+            )?,
+            records: int(
+                "provenant_verify_records",
+                "Records that run checked.",
+            )?,
+            bytes: int(
+                "provenant_verify_bytes",
+                "Bytes of segments (as stored) that run read.",
+            )?,
+            duration: gauge(
+                "provenant_verify_duration_seconds",
+                "How long that run took.",
+            )?,
+            signatures: int(
+                "provenant_verify_signatures_checked",
+                "1 when checkpoint signatures were checked (--pubkey given), else 0.",
+            )?,
+        }
+        .registered(registry)
+    }
+
+    /// Records a run: its report (None when it could not run), exit status and duration.
+    pub(crate) fn record(
+        &self,
+        report: Option<&provenant_archive::verify::VerifyReport>,
+        exit_code: u8,
+        elapsed: std::time::Duration,
+    ) {
+        self.last_run.set(unix_now());
+        self.exit_code.set(i64::from(exit_code));
+        self.duration.set(elapsed.as_secs_f64());
+        if let Some(r) = report {
+            let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+            self.failures.set(n(r.failures.len() as u64));
+            self.records.set(n(r.records));
+            self.bytes.set(n(r.bytes));
+            self.signatures.set(i64::from(r.signatures_checked));
+        }
+    }
+}
+
+impl MetricSet for VerifyMetrics {
+    fn collectors(&self) -> Vec<Box<dyn Collector>> {
+        vec![
+            Box::new(self.last_run.clone()),
+            Box::new(self.exit_code.clone()),
+            Box::new(self.failures.clone()),
+            Box::new(self.records.clone()),
+            Box::new(self.bytes.clone()),
+            Box::new(self.duration.clone()),
+            Box::new(self.signatures.clone()),
+        ]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::indexing_slicing)]

@@ -930,6 +930,11 @@ fn exported_metrics() -> BTreeMap<String, BTreeSet<String>> {
             .unwrap()
             .collectors(),
     );
+    collectors.extend(
+        crate::metrics::VerifyMetrics::new(&registry)
+            .unwrap()
+            .collectors(),
+    );
     let mut out = BTreeMap::new();
     for c in &collectors {
         for (family, desc) in c.collect().iter().zip(c.desc()) {

@@ -40,7 +40,9 @@ Examples:
   provenant verify s3://prov-archive/prod --pubkey archive.pub --s3-endpoint http://127.0.0.1:8333 --s3-path-style
   # keep the newest checkpoint of a partition, and later check the archive still extends it
   cp /var/lib/provenant/archive/p0000/s00000000000000100000.checkpoint saved.checkpoint
-  provenant verify /var/lib/provenant/archive --pubkey archive.pub --since-checkpoint saved.checkpoint")]
+  provenant verify /var/lib/provenant/archive --pubkey archive.pub --since-checkpoint saved.checkpoint
+  # a nightly audit that pages on failure (node_exporter --collector.textfile.directory=DIR)
+  provenant verify s3://prov-archive/prod --pubkey archive.pub --metrics-file DIR/provenant_verify.prom")]
 pub(crate) struct VerifyArgs {
     /// The archive: a directory, file://PATH or s3://BUCKET/PREFIX.
     #[arg(value_name = "ARCHIVE")]
@@ -59,6 +61,13 @@ pub(crate) struct VerifyArgs {
     #[arg(long)]
     json: bool,
 
+    /// Also write the outcome as Prometheus metrics to FILE (text format, replaced
+    /// atomically), for node_exporter's textfile collector: run verify on a schedule and the
+    /// alerts in ops/prometheus/rules page on an integrity failure. Written for usage and I/O
+    /// errors too (exit code 2, nothing verified).
+    #[arg(long, value_name = "FILE")]
+    metrics_file: Option<PathBuf>,
+
     /// Segments checked at once (default: one per core).
     #[arg(long, value_name = "N", default_value_t = 0)]
     threads: usize,
@@ -69,16 +78,50 @@ pub(crate) struct VerifyArgs {
 
 /// Runs the subcommand; returns the process exit status.
 pub(crate) fn run(args: &VerifyArgs) -> ExitCode {
-    match run_inner(args) {
-        Ok(code) => code,
+    let started = Instant::now();
+    let (code, report) = match run_inner(args) {
+        Ok((code, report)) => (code, Some(report)),
         Err(e) => {
             eprintln!("provenant verify: {e:#}");
-            ExitCode::from(EXIT_USAGE)
+            (EXIT_USAGE, None)
         }
+    };
+    if let Some(path) = &args.metrics_file
+        && let Err(e) = write_metrics(path, report.as_ref(), code, started.elapsed())
+    {
+        eprintln!("provenant verify: --metrics-file {}: {e:#}", path.display());
+        return ExitCode::from(EXIT_USAGE);
     }
+    ExitCode::from(code)
 }
 
-fn run_inner(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+/// Writes the run's metrics to `path` in the Prometheus text format: to a temporary file in
+/// the same directory, then renamed over `path`, so a collector never reads half a file.
+fn write_metrics(
+    path: &std::path::Path,
+    report: Option<&VerifyReport>,
+    code: u8,
+    elapsed: std::time::Duration,
+) -> anyhow::Result<()> {
+    use prometheus::Encoder;
+    let registry = prometheus::Registry::new();
+    crate::metrics::VerifyMetrics::new(&registry)?.record(report, code, elapsed);
+    let mut text = Vec::new();
+    prometheus::TextEncoder::new().encode(&registry.gather(), &mut text)?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    let mut tmp = tempfile::NamedTempFile::new_in(dir)
+        .with_context(|| format!("cannot create a file in {}", dir.display()))?;
+    tmp.write_all(&text).context("writing the metrics")?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+fn run_inner(args: &VerifyArgs) -> anyhow::Result<(u8, VerifyReport)> {
     let pubkey = args
         .pubkey
         .as_ref()
@@ -132,11 +175,8 @@ fn run_inner(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         print_text(&mut out, &report, args, elapsed).context("writing the report")?;
     }
     out.flush().context("writing the report")?;
-    Ok(if report.ok {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(EXIT_INTEGRITY)
-    })
+    let code = if report.ok { 0 } else { EXIT_INTEGRITY };
+    Ok((code, report))
 }
 
 fn print_text(

@@ -73,6 +73,31 @@ fn verify_exit_codes_and_messages() {
         stdout(&unsigned)
     );
 
+    // --metrics-file: the outcome in the Prometheus text format, for a scheduled audit.
+    let prom = dir.path().join("metrics").join("provenant_verify.prom");
+    std::fs::create_dir(prom.parent().unwrap()).unwrap();
+    let prom_arg = prom.to_str().unwrap();
+    let audited = provenant(&[
+        "verify",
+        &root,
+        "--pubkey",
+        pubkey,
+        "--metrics-file",
+        prom_arg,
+    ]);
+    assert_eq!(audited.status.code(), Some(0), "{}", stdout(&audited));
+    let m = metrics(&prom);
+    assert_eq!(m["provenant_verify_exit_code"], 0.0);
+    assert_eq!(m["provenant_verify_integrity_failures"], 0.0);
+    assert_eq!(m["provenant_verify_records"], 30.0);
+    assert_eq!(m["provenant_verify_signatures_checked"], 1.0);
+    assert!(m["provenant_verify_bytes"] > 0.0);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    assert!((now - m["provenant_verify_last_run_timestamp_seconds"]).abs() < 60.0);
+
     let json = provenant(&["verify", &root, "--json", "--pubkey", pubkey]);
     let report: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(report["ok"], true);
@@ -106,12 +131,51 @@ fn verify_exit_codes_and_messages() {
         "{text}"
     );
     assert!(text.contains("FAIL [consistency]"), "{text}");
+    let tampered = provenant(&[
+        "verify",
+        &root,
+        "--pubkey",
+        pubkey,
+        "--metrics-file",
+        prom_arg,
+    ]);
+    assert_eq!(tampered.status.code(), Some(1));
+    let m = metrics(&prom);
+    assert_eq!(m["provenant_verify_exit_code"], 1.0);
+    assert!(m["provenant_verify_integrity_failures"] >= 1.0, "{m:?}");
 
     let usage = provenant(&["verify", "gs://nope/x"]);
     assert_eq!(usage.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&usage.stderr).contains("unsupported scheme"));
     let missing_key = provenant(&["verify", &root, "--pubkey", "/nonexistent/archive.pub"]);
     assert_eq!(missing_key.status.code(), Some(2));
+    // A run that could not verify says so in the file too (exit code 2, no failure count).
+    let unreachable = provenant(&["verify", "gs://nope/x", "--metrics-file", prom_arg]);
+    assert_eq!(unreachable.status.code(), Some(2));
+    let m = metrics(&prom);
+    assert_eq!(m["provenant_verify_exit_code"], 2.0);
+    assert!(
+        !m.contains_key("provenant_verify_integrity_failures")
+            || m["provenant_verify_integrity_failures"] == 0.0
+    );
+    // Leaves no temporary file behind.
+    assert_eq!(
+        std::fs::read_dir(prom.parent().unwrap()).unwrap().count(),
+        1
+    );
+}
+
+/// `name value` lines of a Prometheus text file (no labels here).
+fn metrics(path: &Path) -> std::collections::BTreeMap<String, f64> {
+    std::fs::read_to_string(path)
+        .unwrap()
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (name, value) = l.split_once(' ').unwrap();
+            (name.to_owned(), value.trim().parse().unwrap())
+        })
+        .collect()
 }
 
 #[test]
