@@ -77,14 +77,17 @@ fn verify_exit_codes_and_messages() {
     let prom = dir.path().join("metrics").join("provenant_verify.prom");
     std::fs::create_dir(prom.parent().unwrap()).unwrap();
     let prom_arg = prom.to_str().unwrap();
-    let audited = provenant(&[
-        "verify",
-        &root,
-        "--pubkey",
-        pubkey,
-        "--metrics-file",
-        prom_arg,
-    ]);
+    let audit = || {
+        provenant(&[
+            "verify",
+            &root,
+            "--pubkey",
+            pubkey,
+            "--metrics-file",
+            prom_arg,
+        ])
+    };
+    let audited = audit();
     assert_eq!(audited.status.code(), Some(0), "{}", stdout(&audited));
     let m = metrics(&prom);
     assert_eq!(m["provenant_verify_exit_code"], 0.0);
@@ -131,14 +134,7 @@ fn verify_exit_codes_and_messages() {
         "{text}"
     );
     assert!(text.contains("FAIL [consistency]"), "{text}");
-    let tampered = provenant(&[
-        "verify",
-        &root,
-        "--pubkey",
-        pubkey,
-        "--metrics-file",
-        prom_arg,
-    ]);
+    let tampered = audit();
     assert_eq!(tampered.status.code(), Some(1));
     let m = metrics(&prom);
     assert_eq!(m["provenant_verify_exit_code"], 1.0);

@@ -63,17 +63,6 @@ fn messages(partition: u32) -> Vec<Record> {
         .collect()
 }
 
-fn producer_config(bootstrap: &str) -> ClientConfig {
-    let mut config = ClientConfig::new();
-    config
-        .set("bootstrap.servers", bootstrap)
-        .set("enable.idempotence", "true")
-        .set("acks", "all")
-        .set("compression.type", "lz4")
-        .set("linger.ms", "5");
-    config
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Timing {
     produce: Duration,
@@ -247,7 +236,7 @@ fn main() -> Result<(), BoxError> {
         let kafka = DevKafka::start_empty()?;
         let bootstrap = kafka.bootstrap_servers().to_owned();
         let log = Arc::new(KafkaLog::new(KafkaConfig::new(&bootstrap))?);
-        let producer: FutureProducer = producer_config(&bootstrap).create()?;
+        let producer: FutureProducer = provenant_kafka::raw::producer_config(&bootstrap).create()?;
         let data: Arc<Vec<Vec<Record>>> = Arc::new((0..PARTITIONS).map(messages).collect());
         let count = PER_PARTITION * PARTITIONS as usize;
         let bytes = count * (VALUE_BYTES + KEY_BYTES);

@@ -29,17 +29,26 @@ pub struct RawOutcome {
     pub total: Duration,
 }
 
+/// The baseline producer's settings for `bootstrap` (the log's producer settings:
+/// idempotence, `acks=all`, lz4, `linger.ms=5`); also used by `benches/log_vs_raw.rs`.
+pub fn producer_config(bootstrap: &str) -> ClientConfig {
+    let mut config = ClientConfig::new();
+    config
+        .set("bootstrap.servers", bootstrap)
+        .set("enable.idempotence", "true")
+        .set("acks", "all")
+        .set("compression.type", "lz4")
+        .set("linger.ms", "5");
+    config
+}
+
 impl RawProducer {
     /// A producer for `bootstrap`.
     pub fn new(bootstrap: &str) -> Result<Self, String> {
-        let mut config = ClientConfig::new();
-        config
-            .set("bootstrap.servers", bootstrap)
-            .set("enable.idempotence", "true")
-            .set("acks", "all")
-            .set("compression.type", "lz4")
-            .set("linger.ms", "5");
-        config.create().map(Self).map_err(|e| e.to_string())
+        producer_config(bootstrap)
+            .create()
+            .map(Self)
+            .map_err(|e| e.to_string())
     }
 
     /// Sends every record to `topic` (partition chosen by the log's murmur2 partitioner over

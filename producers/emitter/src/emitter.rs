@@ -690,15 +690,8 @@ impl<T: Transport> Worker<T> {
             }
         }
         // Flush requests among `replies` also cover what `emit` appended to the spool tail.
-        if let Some(spool) = state.spool.as_mut()
-            && let Err(e) = spool.sync()
-        {
-            tracing::error!(error = %e, "spool sync failed");
-        }
         drop(state);
-        for reply in replies {
-            let _ = reply.send(());
-        }
+        self.answer(replies);
         Some(stop)
     }
 
