@@ -13,6 +13,9 @@
 //! group = "provenant-processor"
 //! [redact]
 //! policy = "ops/redact-policy.toml"    # default: the built-in policy
+//! [archive]                            # where to resume from once retention has deleted
+//! url = "s3://provenant-archive/prod"  # the ledger's beginning (the archive sink's url and
+//! s3 = { endpoint = "http://s3:8333" } # [archive.s3]); embedded default: DATA_DIR/archive
 //! ```
 
 use std::net::SocketAddr;
@@ -56,6 +59,12 @@ pub(crate) struct ProcessArgs {
     /// Consumer group over prov.raw.
     #[arg(long)]
     group: Option<String>,
+
+    /// The archive to resume from where retention deleted the ledger's beginning (the archive
+    /// sink's URL: a path, file:// or s3://; S3 settings in the config's [archive.s3]).
+    /// Default with --data-dir: DIR/archive when it exists.
+    #[arg(long, value_name = "URL")]
+    archive: Option<String>,
 }
 
 /// The `--config` file.
@@ -69,6 +78,7 @@ pub(crate) struct ProcessFile {
     pub(crate) processor: ProcessorConfig,
     #[serde(default)]
     pub(crate) redact: RedactSection,
+    pub(crate) archive: Option<crate::sinks::ArchiveSource>,
 }
 
 /// The `[redact]` table.
@@ -190,13 +200,21 @@ pub(crate) fn run(args: &ProcessArgs) -> Result<ExitCode> {
         .http
         .or(file.http)
         .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 9464)));
+    let mut archive = file.archive.clone();
+    if let Some(url) = &args.archive {
+        archive
+            .get_or_insert_with(Default::default)
+            .url
+            .clone_from(url);
+    }
     let runtime = tokio::runtime::Runtime::new().context("starting the async runtime")?;
     let kafka = crate::process::kafka_settings(args.brokers.as_deref(), file.kafka);
     if let Some(k) = kafka {
         let desc = format!("kafka {}", k.bootstrap_servers);
         let log = Arc::new(KafkaLog::new(k).map_err(|e| anyhow::anyhow!("{e}"))?);
         let redactor = build_redactor(&policy, None)?;
-        runtime.block_on(serve(log, cfg, redactor, http, &desc))?;
+        let history = archive.map(|a| a.history()).transpose()?;
+        runtime.block_on(serve(log, cfg, redactor, history, http, &desc))?;
     } else {
         let data_dir = args
             .data_dir
@@ -210,7 +228,15 @@ pub(crate) fn run(args: &ProcessArgs) -> Result<ExitCode> {
         );
         let redactor = build_redactor(&policy, Some(&data_dir.join("keys")))?;
         let desc = format!("embedded, {}", dir.display());
-        runtime.block_on(serve(log, cfg, redactor, http, &desc))?;
+        let default_archive = data_dir.join("archive");
+        if archive.is_none() && default_archive.is_dir() {
+            archive = Some(crate::sinks::ArchiveSource {
+                url: default_archive.display().to_string(),
+                ..Default::default()
+            });
+        }
+        let history = archive.map(|a| a.history()).transpose()?;
+        runtime.block_on(serve(log, cfg, redactor, history, http, &desc))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -219,14 +245,18 @@ async fn serve<L: Log>(
     log: Arc<L>,
     cfg: ProcessorConfig,
     redactor: Redactor,
+    history: Option<Arc<dyn provenant_processor::History>>,
     http: SocketAddr,
     log_desc: &str,
 ) -> Result<()> {
     let signals = crate::shutdown::StopSignals::install()?;
     let registry = prometheus::Registry::new();
-    let processor = Processor::new(log, cfg, Arc::new(redactor), &registry)
+    let mut processor = Processor::new(log, cfg, Arc::new(redactor), &registry)
         .await
         .context("starting the processor")?;
+    if let Some(h) = history {
+        processor = processor.with_history(h);
+    }
     let listener = tokio::net::TcpListener::bind(http)
         .await
         .with_context(|| format!("listening on {http}"))?;

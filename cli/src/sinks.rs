@@ -29,6 +29,7 @@ use provenant_index::{AnyIndex, Index};
 use provenant_kafka::{KafkaConfig, KafkaLog};
 use provenant_log::Log;
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_processor::{History, HistoryError, ReplayFuture};
 use provenant_schemas::ledger::LedgerEntry;
 use provenant_schemas::validity::ReaderState;
 use provenant_sink::{LedgerSink, RunnerConfig, SinkError, SinkMetrics};
@@ -327,6 +328,47 @@ impl LedgerSink for ArchiveRole {
             .map_err(|e| SinkError::sink("archive", e))?;
         self.1.closed(&closed);
         Ok(())
+    }
+}
+
+/// The archive as the processor's [`History`]: where retention deleted the ledger's beginning,
+/// a new owner of the partition rebuilds its state from the archived segments.
+pub(crate) struct ArchiveHistory(pub(crate) provenant_archive::ArchiveStore);
+
+impl History for ArchiveHistory {
+    fn replay<'a>(
+        &'a self,
+        partition: u32,
+        each: &'a mut (
+                    dyn FnMut(provenant_schemas::ledger::LedgerRecord) -> Result<(), String> + Send
+                ),
+    ) -> ReplayFuture<'a> {
+        Box::pin(async move {
+            provenant_archive::read::replay_partition(&self.0, partition, each)
+                .await
+                .map_err(|e| HistoryError {
+                    retryable: matches!(e, provenant_archive::ArchiveError::Store { .. }),
+                    message: e.to_string(),
+                })
+        })
+    }
+}
+
+/// Where the processor reads the archive back from (the `[archive]` table of
+/// `provenant process --config`): the sink's URL and S3 settings, nothing else.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ArchiveSource {
+    pub(crate) url: String,
+    #[serde(default)]
+    pub(crate) s3: provenant_archive::S3Options,
+}
+
+impl ArchiveSource {
+    pub(crate) fn history(&self) -> Result<Arc<dyn History>> {
+        let store = provenant_archive::ArchiveStore::open(&self.url, &self.s3)
+            .map_err(|e| anyhow::anyhow!("opening the archive {}: {e}", self.url))?;
+        Ok(Arc::new(ArchiveHistory(store)))
     }
 }
 

@@ -185,6 +185,12 @@ pub(crate) async fn serve<L: Log>(
     let key_dir = args.brokers.is_none().then(|| args.data_dir().join("keys"));
     let redactor = crate::process::build_redactor(&policy, key_dir.as_deref())?;
     let log_for_sinks = log.clone();
+    let archive_url = args.data_dir().join("archive").display().to_string();
+    let history = crate::sinks::ArchiveSource {
+        url: archive_url.clone(),
+        ..Default::default()
+    }
+    .history()?;
     let processor = Processor::new(
         log.clone(),
         ProcessorConfig::default(),
@@ -192,7 +198,8 @@ pub(crate) async fn serve<L: Log>(
         &registry,
     )
     .await
-    .context("starting the processor")?;
+    .context("starting the processor")?
+    .with_history(history);
     let ingest = Ingest::new(
         log,
         IngestConfig {
@@ -205,7 +212,7 @@ pub(crate) async fn serve<L: Log>(
     let sink_metrics = provenant_sink::SinkMetrics::new(&registry)?;
     let archive_metrics = crate::metrics::ArchiveMetrics::new(&registry)?;
     let archive_cfg = provenant_archive::ArchiveConfig {
-        url: args.data_dir().join("archive").display().to_string(),
+        url: archive_url,
         key_dir: Some(args.data_dir().join("keys")),
         spool_dir: Some(args.data_dir().join("spool")),
         ..provenant_archive::ArchiveConfig::default()

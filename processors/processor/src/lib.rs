@@ -39,12 +39,14 @@ pub mod audit;
 pub mod config;
 pub mod dlq;
 pub mod entities;
+pub mod history;
 pub mod metrics;
 mod processor;
 mod worker;
 
 pub use config::ProcessorConfig;
 pub use entities::{EntityState, Target};
+pub use history::{History, HistoryError, ReplayFuture};
 pub use metrics::ProcessorMetrics;
 pub use processor::{Processor, ProcessorError};
 

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use provenant_log::{
@@ -12,10 +12,11 @@ use provenant_log::{
 };
 use provenant_schemas::Limits;
 use provenant_schemas::ledger::LedgerEntry;
-use provenant_schemas::validity::{ReaderState, Validator, Verdict};
+use provenant_schemas::validity::{Validator, Verdict};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
+use crate::history::{History, resume_point};
 use crate::worker::{Shared, Stop, Worker};
 use crate::{EntityState, ProcessorConfig, ProcessorMetrics, Redact};
 
@@ -29,9 +30,15 @@ pub enum ProcessorError {
     )]
     PartitionMismatch { raw: u32, ledger: u32 },
     #[error(
-        "ledger partition {partition} starts at offset {start}: its beginning was deleted by retention, and resuming from an archive checkpoint is not supported yet; refusing to guess the chain head"
+        "ledger partition {partition} starts at offset {start}: its beginning was deleted by retention, and no archive was given to resume from (provenant process: [archive] url in the config); refusing to guess the chain head"
     )]
     LedgerTruncated { partition: u32, start: u64 },
+    #[error("ledger partition {partition}: resuming from the archive: {message}")]
+    History {
+        partition: u32,
+        message: String,
+        retryable: bool,
+    },
     #[error("ledger partition {partition}: our fence did not count after {attempts} attempts")]
     FenceLost { partition: u32, attempts: u32 },
     #[error("reading {topic}/{partition} up to offset {target} made no progress for 30 s")]
@@ -59,6 +66,7 @@ impl ProcessorError {
         match self {
             ProcessorError::Log(e) => e.is_retryable(),
             ProcessorError::FenceLost { .. } | ProcessorError::ReadStalled { .. } => true,
+            ProcessorError::History { retryable, .. } => *retryable,
             ProcessorError::PartitionMismatch { .. }
             | ProcessorError::LedgerTruncated { .. }
             | ProcessorError::Internal { .. }
@@ -113,9 +121,18 @@ impl<L: Log> Processor<L> {
                 limits: Limits::DEFAULT,
                 dlq_partitions,
                 positions: Mutex::new(HashMap::new()),
+                history: OnceLock::new(),
             }),
             partitions: raw,
         })
+    }
+
+    /// Resume from `history` (the archive) where retention deleted the ledger's beginning
+    /// ([`crate::history`]). Without it, such a partition stops the processor with
+    /// [`ProcessorError::LedgerTruncated`].
+    pub fn with_history(self, history: Arc<dyn History>) -> Self {
+        let _ = self.shared.history.set(history);
+        self
     }
 
     /// The entity state this processor builds (for tests and tools).
@@ -291,7 +308,8 @@ async fn stop_partition(r: Running) {
     }
 }
 
-/// Tails one ledger partition for ever, learning valid event records into the entity state.
+/// Tails one ledger partition for ever, learning valid event records into the entity state
+/// (first from the archive where retention deleted the ledger's beginning).
 /// Counts down `caught_up` once it has read what the partition held when it started.
 ///
 /// The tailer does not recompute hashes: it takes the chain positions (seq, epoch,
@@ -323,14 +341,25 @@ async fn tail<L: Log>(
                 }
             }
         };
-        if wm.start > 0 {
-            tracing::error!(
-                partition = p,
-                start = wm.start,
-                "ledger partition was truncated by retention; links to its entities stay pending"
-            );
-        }
-        let mut reader = match sh.log.reader(LEDGER_TOPIC, p, wm.start).await {
+        // Where retention deleted the ledger's beginning, the archive tells what it held.
+        let history = sh.history.get().map(|h| &**h);
+        let start = match resume_point(history, p, wm, |r| sh.entities.learn(p, r)).await {
+            Ok(start) => start,
+            Err(e) if e.is_retryable() => {
+                tracing::warn!(partition = p, error = %e, "ledger tailer: trying again");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => { backoff = (backoff * 2).min(Duration::from_secs(5)); continue 'restart; }
+                    _ = stop.changed() => { signal(&mut signalled); return; }
+                }
+            }
+            Err(e) => {
+                // The partition's worker meets the same error and stops the processor.
+                tracing::error!(partition = p, error = %e, "ledger tailer stopped: links to this partition's entities stay pending");
+                signal(&mut signalled);
+                return;
+            }
+        };
+        let mut reader = match sh.log.reader(LEDGER_TOPIC, p, start.ledger_offset).await {
             Ok(r) => r,
             Err(e) => {
                 tracing::warn!(partition = p, error = %e, "ledger tailer: opening a reader failed");
@@ -340,7 +369,7 @@ async fn tail<L: Log>(
                 }
             }
         };
-        let mut v = Validator::new(ReaderState::START).check_hashes(false);
+        let mut v = Validator::new(start).check_hashes(false);
         if reader.position() >= wm.end {
             signal(&mut signalled);
         }

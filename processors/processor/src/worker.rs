@@ -2,7 +2,7 @@
 //! loop. See the crate doc for the invariants; this module is where they are kept.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -13,11 +13,12 @@ use provenant_schemas::ledger::{
     DuplicateMarker, EventRecord, Fence, LedgerEntry, LedgerRecord, Link, LinkResolution,
     LinkStatus, RecordBody, Redaction, RejectedMarker, WriterId,
 };
-use provenant_schemas::validity::{ReaderState, Validator, Verdict};
+use provenant_schemas::validity::{Validator, Verdict};
 use provenant_schemas::{Event, EventError, Limits, binary_mode};
 use tokio::sync::watch;
 
 use crate::entities::{EntityState, FastMap, Target, introduced, linkable};
+use crate::history::{History, resume_point};
 use crate::{ProcessorConfig, ProcessorError, ProcessorMetrics, Redact, dlq};
 
 /// What every worker of one processor shares.
@@ -31,6 +32,8 @@ pub(crate) struct Shared<L> {
     pub(crate) dlq_partitions: u32,
     /// Raw position per partition (next offset to process), for group commits and lag.
     pub(crate) positions: Mutex<HashMap<u32, u64>>,
+    /// Where the ledger's deleted beginning is read back from ([`crate::history`]).
+    pub(crate) history: OnceLock<Arc<dyn History>>,
 }
 
 /// Why a worker stopped writing.
@@ -161,13 +164,6 @@ impl<L: Log> Worker<L> {
     pub(crate) async fn take_over(sh: Arc<Shared<L>>, p: u32) -> Result<Self, ProcessorError> {
         let log = &sh.log;
         let wm = log.watermarks(LEDGER_TOPIC, p).await?;
-        if wm.start > 0 {
-            return Err(ProcessorError::LedgerTruncated {
-                partition: p,
-                start: wm.start,
-            });
-        }
-        let mut v = Validator::new(ReaderState::START);
         let mut w = Worker {
             label: p.to_string(),
             sh: sh.clone(),
@@ -181,7 +177,10 @@ impl<L: Log> Worker<L> {
             pending: Pending::default(),
             links_known: 0,
         };
-        let mut reader = log.reader(LEDGER_TOPIC, p, wm.start).await?;
+        // Where retention deleted the ledger's beginning, the archive tells what it held.
+        let start = resume_point(sh.history.get().map(|h| &**h), p, wm, |r| w.absorb(r)).await?;
+        let mut v = Validator::new(start);
+        let mut reader = log.reader(LEDGER_TOPIC, p, start.ledger_offset).await?;
         w.recover(&mut reader, &mut v, wm.end, None).await?;
         for _ in 0..sh.cfg.takeover_attempts.max(1) {
             let epoch = v.state().epoch().map_or(0, |e| e.saturating_add(1));

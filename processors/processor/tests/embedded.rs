@@ -13,7 +13,9 @@ use std::time::{Duration, Instant};
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use provenant_log::{DLQ_TOPIC, LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
 use provenant_processor::audit::{Audit, audit};
-use provenant_processor::{Processor, ProcessorConfig, Redact};
+use provenant_processor::{
+    History, HistoryError, Processor, ProcessorConfig, ProcessorError, Redact, ReplayFuture,
+};
 use provenant_schemas::canonical::{ChainHead, chain_next};
 use provenant_schemas::ledger::{
     DuplicateMarker, Fence, LedgerEntry, LedgerRecord, LinkStatus, RecordBody, Redaction,
@@ -519,4 +521,237 @@ async fn two_writers_on_the_same_partitions_never_fork_a_chain() {
     c.stop().await;
     assert!(final_audit.exactly_once(), "{final_audit:#?}");
     assert_eq!(final_audit.events, 1_100);
+}
+
+/// The archive as a [`History`], as the CLI wires it.
+struct ArchiveHistory(provenant_archive::ArchiveStore);
+
+impl History for ArchiveHistory {
+    fn replay<'a>(
+        &'a self,
+        partition: u32,
+        each: &'a mut (dyn FnMut(LedgerRecord) -> Result<(), String> + Send),
+    ) -> ReplayFuture<'a> {
+        Box::pin(async move {
+            provenant_archive::read::replay_partition(&self.0, partition, each)
+                .await
+                .map_err(|e| HistoryError {
+                    message: e.to_string(),
+                    retryable: false,
+                })
+        })
+    }
+}
+
+/// Archives every valid entry of the ledger with the real archive sink, as `provenant sink
+/// archive` does, and returns the archived reader state per partition.
+async fn archive_ledger(
+    log: &EmbeddedLog,
+    store: &provenant_archive::ArchiveStore,
+) -> Vec<ReaderState> {
+    let cfg = provenant_archive::ArchiveConfig {
+        rotate_records: 40,
+        ..provenant_archive::ArchiveConfig::default()
+    };
+    let key = provenant_archive::conformance::test_key();
+    let mut sink = provenant_archive::ArchiveSink::with_store(&cfg, store.clone(), key).unwrap();
+    for p in 0..4 {
+        assert!(sink.resume(p).await.unwrap().is_none());
+        let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
+        let mut r = log.reader(LEDGER_TOPIC, p, 0).await.unwrap();
+        let mut v = Validator::new(ReaderState::START);
+        let mut entries = Vec::new();
+        while r.position() < wm.end {
+            for s in r
+                .next_batch(1000, Duration::from_millis(200))
+                .await
+                .unwrap()
+            {
+                let (verdict, entry) = v.observe_bytes(s.offset, &s.record.value);
+                if matches!(verdict, Verdict::Valid | Verdict::CountedFence { .. }) {
+                    entries.push((s.offset, entry.unwrap()));
+                }
+            }
+        }
+        sink.write(p, &entries, v.state()).await.unwrap();
+    }
+    sink.close().await.unwrap();
+    let mut again = provenant_archive::ArchiveSink::with_store(
+        &cfg,
+        store.clone(),
+        provenant_archive::conformance::test_key(),
+    )
+    .unwrap();
+    let mut states = Vec::new();
+    for p in 0..4 {
+        states.push(again.resume(p).await.unwrap().unwrap());
+    }
+    states
+}
+
+/// Valid records of partition `p` from the archived state `from` on (the ledger's beginning
+/// is gone).
+async fn valid_records_after(log: &EmbeddedLog, p: u32, from: ReaderState) -> Vec<LedgerRecord> {
+    let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
+    let mut r = log
+        .reader(LEDGER_TOPIC, p, from.ledger_offset)
+        .await
+        .unwrap();
+    let mut v = Validator::new(from);
+    let mut out = Vec::new();
+    while r.position() < wm.end {
+        for s in r
+            .next_batch(1000, Duration::from_millis(200))
+            .await
+            .unwrap()
+        {
+            if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
+                v.observe_bytes(s.offset, &s.record.value)
+            {
+                out.push(rec);
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_retention_a_takeover_resumes_from_the_archive_with_dedup_and_links_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    // Small segments and no time-based retention: whatever is archived can be deleted.
+    let config = EmbeddedConfig {
+        partitions: 4,
+        segment_bytes: 8 * 1024,
+        retention: Duration::ZERO,
+        ..EmbeddedConfig::default()
+    };
+    let log = Arc::new(EmbeddedLog::open(dir.path(), config).unwrap());
+    let mut first: Vec<Record> = (0..200).map(|i| raw(&build(i))).collect();
+    first.extend((0..200).map(|i| raw(&artifact(i))));
+    append_by_key(log.as_ref(), RAW_TOPIC, first).await.unwrap();
+    let running = start(&log, "g").await;
+    let a = settled(&log, true).await;
+    running.stop().await;
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.events, 400);
+
+    // Archive the ledger, then let retention delete what the archive holds.
+    let store = provenant_archive::ArchiveStore::open(
+        &dir.path().join("archive").display().to_string(),
+        &provenant_archive::S3Options::default(),
+    )
+    .unwrap();
+    let archived = archive_ledger(&log, &store).await;
+    for (p, state) in archived.iter().enumerate() {
+        let p = p as u32;
+        let marks = log
+            .mark_archived(LEDGER_TOPIC, p, state.ledger_offset)
+            .await
+            .unwrap();
+        assert!(
+            marks.start > 0,
+            "partition {p}: retention deleted nothing: {marks:?}"
+        );
+    }
+
+    // New events: deploys of the archived artifacts, producer retries of archived builds,
+    // and new builds.
+    let mut more: Vec<Record> = (0..200).map(|i| raw(&deploy(i))).collect();
+    more.extend((0..50).map(|i| raw(&build(i))));
+    more.extend((200..300).map(|i| raw(&build(i))));
+    append_by_key(log.as_ref(), RAW_TOPIC, more).await.unwrap();
+
+    // Without the archive the processor refuses to guess the chain head.
+    let registry = prometheus::Registry::new();
+    let p = Processor::new(
+        log.clone(),
+        ProcessorConfig::default(),
+        Arc::new(MaskSecrets),
+        &registry,
+    )
+    .await
+    .unwrap();
+    let err = tokio::time::timeout(Duration::from_secs(30), p.run(std::future::pending()))
+        .await
+        .expect("the processor stops")
+        .unwrap_err();
+    assert!(
+        matches!(err, ProcessorError::LedgerTruncated { .. }),
+        "{err}"
+    );
+
+    // With the archive it resumes where the archive ends.
+    let registry = prometheus::Registry::new();
+    let cfg = ProcessorConfig {
+        group: "g".into(),
+        batch_max: 200,
+        poll_ms: 20,
+        recheck_ms: 20,
+        ..ProcessorConfig::default()
+    };
+    let p = Processor::new(log.clone(), cfg, Arc::new(MaskSecrets), &registry)
+        .await
+        .unwrap()
+        .with_history(Arc::new(ArchiveHistory(store.clone())));
+    let (stop, rx) = oneshot::channel::<()>();
+    let task = tokio::spawn(p.run(async {
+        let _ = rx.await;
+    }));
+    let started = Instant::now();
+    let tails = loop {
+        let mut tails = Vec::new();
+        for p in 0..4u32 {
+            tails.push(valid_records_after(&log, p, archived[p as usize]).await);
+        }
+        let n: usize = tails.iter().map(Vec::len).sum();
+        let resolved_all = tails.iter().flatten().all(|r| match &r.body {
+            RecordBody::Event(e) => e.links.iter().all(|l| l.status == LinkStatus::Resolved),
+            _ => true,
+        });
+        if (n >= 350 && resolved_all) || started.elapsed() > Duration::from_secs(60) {
+            break tails;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(30), task)
+        .await
+        .expect("processor stops within 30 s")
+        .unwrap()
+        .unwrap();
+
+    let (mut events, mut dups, mut deploys_linked) = (0, 0, 0);
+    for (p, tail) in tails.iter().enumerate() {
+        let from = archived[p];
+        // The chain continues from the archived head: no fork, no gap.
+        if let Some(first) = tail.first() {
+            assert_eq!(first.seq, from.head.next_seq, "partition {p}");
+            assert_eq!(first.prev_hash, from.head.head_hash, "partition {p}");
+        }
+        for r in tail {
+            match &r.body {
+                RecordBody::Event(e) => {
+                    events += 1;
+                    if e.event.id.starts_with("deploy-") {
+                        assert!(
+                            e.links.iter().any(|l| l.status == LinkStatus::Resolved),
+                            "{} has no resolved link: {:?}",
+                            e.event.id,
+                            e.links
+                        );
+                        deploys_linked += 1;
+                    }
+                }
+                // Retries of builds that only the archive remembers.
+                RecordBody::Duplicate(DuplicateMarker { original_seq, .. }) => {
+                    assert!(*original_seq < from.head.next_seq);
+                    dups += 1;
+                }
+                other => panic!("unexpected record {other:?}"),
+            }
+        }
+    }
+    assert_eq!(events, 300, "200 deploys and 100 new builds");
+    assert_eq!(deploys_linked, 200);
+    assert_eq!(dups, 50, "every retry of an archived build is a duplicate");
 }

@@ -207,3 +207,47 @@ pub async fn for_each_record(
     }
     Ok(n)
 }
+
+/// Replays one partition's archived history: calls `each(record)` for every record of every
+/// written segment of `partition`, seq 0 upward, and returns the reader state stored with the
+/// newest of them (where a reader of the ledger continues; `None` when the partition has no
+/// segment yet). Used by the processor when the ledger's beginning was deleted by retention.
+///
+/// The records are decoded, not verified: the caller checks that they chain from seq 0 to the
+/// returned state's head (`provenant verify` checks everything else). An error of `each` stops
+/// the replay and is returned as [`ArchiveError::Corrupt`] on the segment being read.
+pub async fn replay_partition(
+    store: &crate::store::ArchiveStore,
+    partition: u32,
+    mut each: impl FnMut(LedgerRecord) -> Result<(), String>,
+) -> Result<Option<provenant_schemas::validity::ReaderState>, crate::error::ArchiveError> {
+    use crate::error::ArchiveError;
+    use crate::layout::{self, ObjectKind};
+    let segs = segment_keys(store, Some(partition))
+        .await?
+        .remove(&partition)
+        .unwrap_or_default();
+    let Some((last_seq, _)) = segs.last() else {
+        return Ok(None);
+    };
+    let mkey = layout::key(partition, *last_seq, ObjectKind::Manifest);
+    let manifest = crate::manifest::Manifest::parse(&store.get(&mkey).await?)
+        .map_err(|m| ArchiveError::corrupt(&mkey, m))?;
+    let state = manifest
+        .reader_state
+        .to_state()
+        .ok_or_else(|| ArchiveError::corrupt(&mkey, "reader_state: fence is half given"))?;
+    for (_, key) in &segs {
+        let bytes = store.get(key).await?;
+        let seg = open_segment(&bytes).map_err(|e| ArchiveError::corrupt(key, e.to_string()))?;
+        let walked = each_record(&seg, |index, offset, r| {
+            each(r).map_err(|message| SegmentError {
+                byte_offset: offset,
+                record_index: Some(index),
+                message,
+            })
+        });
+        walked.map_err(|e| ArchiveError::corrupt(key, e.to_string()))?;
+    }
+    Ok(Some(state))
+}

@@ -1,0 +1,143 @@
+//! Resuming when the ledger's beginning is gone (DESIGN.md, "Exactly once without Kafka
+//! transactions", rule 3: "reads the ledger from the newest reader state it trusts (an archive
+//! checkpoint, else offset 0)").
+//!
+//! Retention deletes the front of `prov.ledger` once the archive holds it. A new owner of the
+//! partition (and every entity-state tailer) then rebuilds what the deleted records taught it —
+//! chain head, dedup window, pending links, entities — from a [`History`] (the archive), and
+//! reads the ledger on from the reader state stored with the newest archived segment.
+//!
+//! Invariants:
+//! * Without retention (the ledger starts at offset 0) the history is never read.
+//! * The replayed records must chain from seq 0 (each `seq` one more than the last, each
+//!   `prev_hash` the previous `hash`) to exactly the head in the archived reader state;
+//!   otherwise the takeover fails and writes nothing. Hashes are not recomputed here, as for
+//!   the ledger tailer: `provenant verify` proves the archive's contents.
+//! * The archived reader state must lie inside what the ledger still holds
+//!   (`start <= ledger_offset <= end`): if retention deleted records the archive does not
+//!   have, the processor stops with an alarm and never skips (rule 7).
+
+use std::future::Future;
+use std::pin::Pin;
+
+use provenant_log::Watermarks;
+use provenant_schemas::canonical::ChainHead;
+use provenant_schemas::ledger::LedgerRecord;
+use provenant_schemas::validity::ReaderState;
+
+use crate::ProcessorError;
+
+/// What [`History::replay`] returns.
+pub type ReplayFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Option<ReaderState>, HistoryError>> + Send + 'a>>;
+
+/// Why the history could not be read.
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct HistoryError {
+    pub message: String,
+    /// Whether trying again later may help (an unreachable store, not a corrupt object).
+    pub retryable: bool,
+}
+
+/// Where a ledger partition's records before the log's start can be read back: the archive
+/// (`provenant-archive`'s `replay_partition`, wired by the CLI).
+pub trait History: Send + Sync + 'static {
+    /// Calls `each` with every record of ledger partition `partition` that the history holds,
+    /// seq 0 upward, and returns the reader state after the last of them (`None` when it holds
+    /// nothing for the partition). An error of `each` stops the replay.
+    fn replay<'a>(
+        &'a self,
+        partition: u32,
+        each: &'a mut (dyn FnMut(LedgerRecord) -> Result<(), String> + Send),
+    ) -> ReplayFuture<'a>;
+}
+
+/// Where a reader of ledger partition `p` whose watermarks are `wm` starts: the start of the
+/// partition when it still holds offset 0; otherwise the reader state of the history, after
+/// passing every historic record to `absorb` (checked to chain from seq 0 to that state).
+pub(crate) async fn resume_point(
+    history: Option<&dyn History>,
+    p: u32,
+    wm: Watermarks,
+    mut absorb: impl FnMut(&LedgerRecord) + Send,
+) -> Result<ReaderState, ProcessorError> {
+    if wm.start == 0 {
+        return Ok(ReaderState::START);
+    }
+    let Some(history) = history else {
+        return Err(ProcessorError::LedgerTruncated {
+            partition: p,
+            start: wm.start,
+        });
+    };
+    let fail = |message: String, retryable: bool| ProcessorError::History {
+        partition: p,
+        message,
+        retryable,
+    };
+    let mut head = ChainHead::GENESIS;
+    let mut each = |r: LedgerRecord| {
+        if r.seq != head.next_seq || r.prev_hash != head.head_hash {
+            return Err(format!(
+                "archived record seq {} does not extend the chain at seq {} (a record is missing, reordered or altered: run provenant verify on the archive)",
+                r.seq, head.next_seq
+            ));
+        }
+        head = ChainHead {
+            next_seq: r.seq.saturating_add(1),
+            head_hash: r.hash,
+        };
+        absorb(&r);
+        Ok(())
+    };
+    let state = history
+        .replay(p, &mut each)
+        .await
+        .map_err(|e| fail(format!("reading the archive: {}", e.message), e.retryable))?;
+    let Some(state) = state else {
+        return Err(fail(
+            format!(
+                "the ledger starts at offset {} (its beginning was deleted by retention) and the archive holds nothing for this partition; refusing to guess the chain head",
+                wm.start
+            ),
+            false,
+        ));
+    };
+    if state.head != head {
+        return Err(fail(
+            format!(
+                "the archive's records end at seq {} but its newest reader state says seq {}: run provenant verify on the archive",
+                head.next_seq.saturating_sub(1),
+                state.head.next_seq.saturating_sub(1)
+            ),
+            false,
+        ));
+    }
+    if state.ledger_offset < wm.start {
+        return Err(fail(
+            format!(
+                "the archive reaches ledger offset {} but the ledger starts at {}: retention deleted records the archive does not hold (ledger retention must exceed archive lag); refusing to skip them",
+                state.ledger_offset, wm.start
+            ),
+            false,
+        ));
+    }
+    if state.ledger_offset > wm.end {
+        return Err(fail(
+            format!(
+                "the archive reaches ledger offset {} but the ledger ends at {}: the archive belongs to another ledger",
+                state.ledger_offset, wm.end
+            ),
+            false,
+        ));
+    }
+    tracing::info!(
+        partition = p,
+        ledger_start = wm.start,
+        resume_offset = state.ledger_offset,
+        records = head.next_seq,
+        "resumed from the archive: the ledger's beginning was deleted by retention"
+    );
+    Ok(state)
+}
