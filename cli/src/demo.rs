@@ -195,6 +195,7 @@ async fn demo<L: Log>(
         insecure: false,
         policy: None,
         partitions: None,
+        log: crate::up::LogSection::default(),
     };
     println!("Provenant demo — the whole pipeline in this process, {log_desc}\n");
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -202,7 +203,7 @@ async fn demo<L: Log>(
     let pipeline = {
         let log = log.clone();
         tokio::spawn(async move {
-            crate::up::serve(&up_args, log, "demo", Some((ready_tx, stop_rx))).await
+            crate::up::serve(&up_args, log, "demo", None, Some((ready_tx, stop_rx))).await
         })
     };
     let addr = ready_rx.await.context("the pipeline did not start")?;

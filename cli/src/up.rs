@@ -70,6 +70,84 @@ pub(crate) struct UpArgs {
     /// [default: 4].
     #[arg(long)]
     pub(crate) partitions: Option<u32>,
+
+    /// The `[log]` table of --config (embedded log only).
+    #[arg(skip)]
+    pub(crate) log: LogSection,
+}
+
+/// The `[log]` table of `up --config`: the embedded log's segments and retention.
+///
+/// ```toml
+/// [log]
+/// segment_bytes = 67108864   # a segment is sealed at this size (64 MiB)
+/// retention = "168h"         # a sealed ledger segment is deleted this long after its newest
+///                            # record, once the archive and the index both hold all of it
+/// ```
+#[derive(Clone, Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogSection {
+    pub(crate) segment_bytes: Option<u64>,
+    pub(crate) retention: Option<String>,
+}
+
+impl LogSection {
+    fn config(&self, partitions: Option<u32>) -> Result<EmbeddedConfig> {
+        let d = EmbeddedConfig::default();
+        Ok(EmbeddedConfig {
+            partitions: partitions.unwrap_or(d.partitions),
+            segment_bytes: self.segment_bytes.unwrap_or(d.segment_bytes).max(1024),
+            retention: match &self.retention {
+                Some(r) => provenant_archive::config::parse_duration(r)
+                    .map_err(|e| anyhow::anyhow!("[log] retention: {e}"))?,
+                None => d.retention,
+            },
+            ..d
+        })
+    }
+}
+
+/// How often `up` lets retention delete ledger segments that the archive and the index hold.
+const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Marks, per ledger partition, what both the archive and the index hold, so that the
+/// embedded log's retention may delete sealed segments below it (never what either sink still
+/// has to read). A processor that then takes a partition over resumes from the archive.
+async fn retain_ledger(
+    log: &EmbeddedLog,
+    archive: &provenant_archive::ArchiveStore,
+    index: &provenant_index::AnyIndex,
+) -> Result<()> {
+    use provenant_index::Index as _;
+    let archived = provenant_archive::read::archived_states(archive)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let partitions = log
+        .partition_count(provenant_log::LEDGER_TOPIC)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    for p in 0..partitions {
+        let in_archive = archived.get(&p).map_or(0, |s| s.ledger_offset);
+        let in_index = index
+            .reader_state(p)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .map_or(0, |s| s.ledger_offset);
+        let below = in_archive.min(in_index);
+        if below > 0 {
+            let marks = log
+                .mark_archived(provenant_log::LEDGER_TOPIC, p, below)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::debug!(
+                partition = p,
+                below,
+                start = marks.start,
+                "ledger retention"
+            );
+        }
+    }
+    Ok(())
 }
 
 /// The `up --config` file.
@@ -85,6 +163,8 @@ pub(crate) struct UpFile {
     pub(crate) policy: Option<PathBuf>,
     pub(crate) partitions: Option<u32>,
     pub(crate) kafka: Option<provenant_kafka::KafkaConfig>,
+    #[serde(default)]
+    pub(crate) log: LogSection,
 }
 
 impl UpArgs {
@@ -124,6 +204,7 @@ impl UpArgs {
                 insecure: self.insecure || file.insecure,
                 policy: self.policy.clone().or(file.policy),
                 partitions: self.partitions.or(file.partitions),
+                log: file.log,
             },
             kafka,
         ))
@@ -145,21 +226,16 @@ pub(crate) fn run(flags: &UpArgs) -> Result<ExitCode> {
             Arc::new(log),
             &format!("kafka {brokers}"),
             None,
+            None,
         ))?;
     } else {
         let dir = args.data_dir().join("log");
-        let log = EmbeddedLog::open(
-            &dir,
-            EmbeddedConfig {
-                partitions: args
-                    .partitions
-                    .unwrap_or(provenant_log::embedded::DEFAULT_PARTITIONS),
-                ..EmbeddedConfig::default()
-            },
-        )
-        .with_context(|| format!("opening the embedded log in {}", dir.display()))?;
+        let log = Arc::new(
+            EmbeddedLog::open(&dir, args.log.config(args.partitions)?)
+                .with_context(|| format!("opening the embedded log in {}", dir.display()))?,
+        );
         let what = format!("embedded, {}", dir.display());
-        runtime.block_on(serve(args, Arc::new(log), &what, None))?;
+        runtime.block_on(serve(args, log.clone(), &what, Some(log), None))?;
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -170,6 +246,7 @@ pub(crate) async fn serve<L: Log>(
     args: &UpArgs,
     log: Arc<L>,
     log_desc: &str,
+    retention: Option<Arc<EmbeddedLog>>,
     embedded: Option<(
         tokio::sync::oneshot::Sender<std::net::SocketAddr>,
         tokio::sync::oneshot::Receiver<()>,
@@ -212,7 +289,7 @@ pub(crate) async fn serve<L: Log>(
     let sink_metrics = provenant_sink::SinkMetrics::new(&registry)?;
     let archive_metrics = crate::metrics::ArchiveMetrics::new(&registry)?;
     let archive_cfg = provenant_archive::ArchiveConfig {
-        url: archive_url,
+        url: archive_url.clone(),
         key_dir: Some(args.data_dir().join("keys")),
         spool_dir: Some(args.data_dir().join("spool")),
         ..provenant_archive::ArchiveConfig::default()
@@ -281,13 +358,37 @@ pub(crate) async fn serve<L: Log>(
     let mut index_stop = sinks_stop;
     let indexing = tokio::spawn(provenant_sink::run(
         log_for_sinks,
-        crate::sinks::IndexSink(index),
+        crate::sinks::IndexSink(index.clone()),
         provenant_sink::RunnerConfig::new("provenant-index"),
         sink_metrics,
         async move {
             let _ = index_stop.changed().await;
         },
     ));
+    // Embedded: let retention delete the ledger that both sinks hold (Kafka: the broker's).
+    let retaining = retention.map(|log| {
+        let archive = provenant_archive::ArchiveStore::open(&archive_url, &Default::default());
+        let index = index.clone();
+        let mut stop = stop_rx.clone();
+        tokio::spawn(async move {
+            let archive = match archive {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::error!(error = %e, "ledger retention off: opening the archive failed");
+                    return;
+                }
+            };
+            loop {
+                if let Err(e) = retain_ledger(&log, &archive, &index).await {
+                    tracing::warn!(error = %e, "ledger retention failed; trying again later");
+                }
+                tokio::select! {
+                    () = tokio::time::sleep(RETENTION_INTERVAL) => {}
+                    _ = stop.changed() => return,
+                }
+            }
+        })
+    });
     let mut http_stop = stop_rx;
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move {
@@ -325,6 +426,9 @@ pub(crate) async fn serve<L: Log>(
         .context("archive task")?
         .context("archive sink");
     let indexed = indexing.await.context("index task")?.context("index sink");
+    if let Some(r) = retaining {
+        let _ = r.await;
+    }
     served?;
     processed?;
     archived?;

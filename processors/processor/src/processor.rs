@@ -64,6 +64,10 @@ impl ProcessorError {
     /// Whether taking the partition over again may help.
     pub fn is_retryable(&self) -> bool {
         match self {
+            // Retention moved the ledger's start while a takeover read it: take over again,
+            // which resumes from the archive (or stops with LedgerTruncated without one).
+            // Raw data deleted before it was processed is never skipped.
+            ProcessorError::Log(LogError::OffsetOutOfRange { topic, .. }) => topic == LEDGER_TOPIC,
             ProcessorError::Log(e) => e.is_retryable(),
             ProcessorError::FenceLost { .. } | ProcessorError::ReadStalled { .. } => true,
             ProcessorError::History { retryable, .. } => *retryable,

@@ -222,7 +222,6 @@ pub async fn replay_partition(
     mut each: impl FnMut(LedgerRecord) -> Result<(), String>,
 ) -> Result<Option<provenant_schemas::validity::ReaderState>, crate::error::ArchiveError> {
     use crate::error::ArchiveError;
-    use crate::layout::{self, ObjectKind};
     let segs = segment_keys(store, Some(partition))
         .await?
         .remove(&partition)
@@ -230,13 +229,7 @@ pub async fn replay_partition(
     let Some((last_seq, _)) = segs.last() else {
         return Ok(None);
     };
-    let mkey = layout::key(partition, *last_seq, ObjectKind::Manifest);
-    let manifest = crate::manifest::Manifest::parse(&store.get(&mkey).await?)
-        .map_err(|m| ArchiveError::corrupt(&mkey, m))?;
-    let state = manifest
-        .reader_state
-        .to_state()
-        .ok_or_else(|| ArchiveError::corrupt(&mkey, "reader_state: fence is half given"))?;
+    let state = stored_state(store, partition, *last_seq).await?;
     for (_, key) in &segs {
         let bytes = store.get(key).await?;
         let seg = open_segment(&bytes).map_err(|e| ArchiveError::corrupt(key, e.to_string()))?;
@@ -250,4 +243,38 @@ pub async fn replay_partition(
         walked.map_err(|e| ArchiveError::corrupt(key, e.to_string()))?;
     }
     Ok(Some(state))
+}
+
+/// The reader state stored with the segment of `partition` that starts at `seq`.
+async fn stored_state(
+    store: &crate::store::ArchiveStore,
+    partition: u32,
+    seq: u64,
+) -> Result<provenant_schemas::validity::ReaderState, crate::error::ArchiveError> {
+    use crate::error::ArchiveError;
+    use crate::layout::{self, ObjectKind};
+    let mkey = layout::key(partition, seq, ObjectKind::Manifest);
+    let manifest = crate::manifest::Manifest::parse(&store.get(&mkey).await?)
+        .map_err(|m| ArchiveError::corrupt(&mkey, m))?;
+    manifest
+        .reader_state
+        .to_state()
+        .ok_or_else(|| ArchiveError::corrupt(&mkey, "reader_state: fence is half given"))
+}
+
+/// Per partition, the reader state stored with its newest written segment: how far the
+/// archive holds the ledger (what may be deleted from the ledger below `ledger_offset`).
+pub async fn archived_states(
+    store: &crate::store::ArchiveStore,
+) -> Result<
+    std::collections::BTreeMap<u32, provenant_schemas::validity::ReaderState>,
+    crate::error::ArchiveError,
+> {
+    let mut out = std::collections::BTreeMap::new();
+    for (p, segs) in segment_keys(store, None).await? {
+        if let Some((seq, _)) = segs.last() {
+            out.insert(p, stored_state(store, p, *seq).await?);
+        }
+    }
+    Ok(out)
 }

@@ -1,0 +1,276 @@
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
+//! `provenant up` over the embedded log lets retention delete the ledger that the archive and
+//! the index both hold; a processor that takes a partition over afterwards resumes from the
+//! archive: the chains continue, retries of archived events are duplicates, and links to
+//! archived entities resolve.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use common::{Up, free_port};
+use provenant_archive::{ArchiveStore, S3Options};
+use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
+use provenant_log::{LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
+use provenant_schemas::ledger::{LedgerEntry, LedgerRecord, LinkStatus, RecordBody};
+use provenant_schemas::validity::{ReaderState, Validator, Verdict};
+use provenant_schemas::{Event, Limits, binary_mode};
+
+const PARTITIONS: u32 = 4;
+
+fn config() -> EmbeddedConfig {
+    EmbeddedConfig {
+        partitions: PARTITIONS,
+        segment_bytes: 16 * 1024,
+        retention: Duration::ZERO,
+        ..EmbeddedConfig::default()
+    }
+}
+
+fn ev(json: &str) -> Event {
+    Event::from_json(json.as_bytes(), &Limits::DEFAULT).unwrap()
+}
+
+fn build(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"build-{i}","source":"https://ci.example/shop","type":"io.provenant.build.v1","data":{{"commit_sha":"{:040x}","build_id":"github:acme/shop/{i}/1","build_timestamp":"2026-11-23T09:58:00Z"}}}}"#,
+        i + 1
+    ))
+}
+
+fn artifact(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"artifact-{i}","source":"https://ci.example/shop","type":"io.provenant.artifact.v1","data":{{"artifact_digest":"sha256:{i:064x}","build_id":"github:acme/shop/{i}/1"}}}}"#
+    ))
+}
+
+fn deploy(i: u64) -> Event {
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"deploy-{i}","source":"https://cd.example","type":"io.provenant.deploy.v1","data":{{"deploy_id":"argocd:prod/shop/{i}","artifact_digest":"sha256:{i:064x}","environment":"prod","service":"shop","deploy_timestamp":"2026-11-23T10:05:00Z"}}}}"#
+    ))
+}
+
+fn raw(e: &Event) -> Record {
+    let (headers, value) = binary_mode::encode(e);
+    let mut r = Record::new(e.partition_key(), value);
+    for (n, v) in headers {
+        r = r.with_header(n, v);
+    }
+    r
+}
+
+async fn append(dir: &std::path::Path, events: Vec<Event>) {
+    let log = EmbeddedLog::open(dir.join("log"), config()).unwrap();
+    append_by_key(&log, RAW_TOPIC, events.iter().map(raw).collect())
+        .await
+        .unwrap();
+}
+
+/// Every valid record of every partition: the archived ones, then the ledger's from the
+/// archive's newest reader state on. Also returns the ledger's start per partition.
+async fn history(dir: &std::path::Path) -> (Vec<Vec<LedgerRecord>>, Vec<u64>) {
+    let store = ArchiveStore::open(
+        &dir.join("archive").display().to_string(),
+        &S3Options::default(),
+    )
+    .unwrap();
+    let log = EmbeddedLog::open(dir.join("log"), config()).unwrap();
+    let (mut all, mut starts) = (Vec::new(), Vec::new());
+    for p in 0..PARTITIONS {
+        let mut records = Vec::new();
+        let state = provenant_archive::read::replay_partition(&store, p, |r| {
+            records.push(r);
+            Ok(())
+        })
+        .await
+        .unwrap()
+        .unwrap_or(ReaderState::START);
+        let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
+        starts.push(wm.start);
+        let mut reader = log
+            .reader(LEDGER_TOPIC, p, state.ledger_offset)
+            .await
+            .unwrap();
+        let mut v = Validator::new(state);
+        while reader.position() < wm.end {
+            for s in reader
+                .next_batch(1000, Duration::from_millis(200))
+                .await
+                .unwrap()
+            {
+                if let (Verdict::Valid, Some(LedgerEntry::Record(r))) =
+                    v.observe_bytes(s.offset, &s.record.value)
+                {
+                    records.push(r);
+                }
+            }
+        }
+        all.push(records);
+    }
+    (all, starts)
+}
+
+fn event_count(h: &[Vec<LedgerRecord>]) -> usize {
+    h.iter()
+        .flatten()
+        .filter(|r| matches!(r.body, RecordBody::Event(_)))
+        .count()
+}
+
+/// Runs `up` (stopping it cleanly every few seconds to look) until `done` holds for the
+/// history, or 180 s pass.
+async fn run_until(
+    dir: &std::path::Path,
+    port: u16,
+    cfg: &str,
+    done: impl Fn(&[Vec<LedgerRecord>]) -> bool,
+) -> Vec<Vec<LedgerRecord>> {
+    let started = Instant::now();
+    loop {
+        let up = Up::start(dir, port, &["--config", cfg]);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        up.stop();
+        let (h, _) = history(dir).await;
+        if done(&h) || started.elapsed() > Duration::from_secs(180) {
+            return h;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn up_deletes_archived_ledger_and_the_processor_resumes_from_the_archive() {
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    let cfg = dir.join("up.toml");
+    std::fs::write(&cfg, "[log]\nsegment_bytes = 16384\nretention = \"0s\"\n").unwrap();
+    let cfg = cfg.display().to_string();
+    let port = free_port();
+
+    let mut first: Vec<Event> = (0..600).map(build).collect();
+    first.extend((0..600).map(artifact));
+    append(dir, first).await;
+    // Until the ledger holds all 1200 events and the archive and the index hold the ledger.
+    let index_url = dir.join("index.db").display().to_string();
+    let started = Instant::now();
+    loop {
+        let h = run_until(dir, port, &cfg, |h| event_count(h) >= 1200).await;
+        assert_eq!(event_count(&h), 1200);
+        let index = provenant_index::open(&index_url).await.unwrap();
+        let indexed = provenant_index::Index::stats(&index).await.unwrap().events;
+        drop(index);
+        let store = ArchiveStore::open(
+            &dir.join("archive").display().to_string(),
+            &S3Options::default(),
+        )
+        .unwrap();
+        let states = provenant_archive::read::archived_states(&store)
+            .await
+            .unwrap();
+        // Each partition's records (events and link resolutions) all archived.
+        let archived = (0..PARTITIONS).all(|p| {
+            states.get(&p).map(|s| s.head.next_seq)
+                == Some(i64::try_from(h[p as usize].len()).unwrap())
+        });
+        if (indexed >= 1200 && archived) || started.elapsed() > Duration::from_secs(180) {
+            assert_eq!(indexed, 1200);
+            assert!(archived, "{states:?}");
+            break;
+        }
+    }
+    // The next start lets retention delete every sealed ledger segment both sinks hold.
+    let up = Up::start(dir, port, &["--config", &cfg]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    up.stop();
+    let (before, starts) = history(dir).await;
+    for (p, start) in starts.iter().enumerate() {
+        assert!(*start > 0, "partition {p}: retention deleted nothing");
+    }
+    let heads: Vec<(i64, [u8; 32])> = before
+        .iter()
+        .map(|rs| {
+            let last = rs.last().unwrap();
+            (last.seq, last.hash)
+        })
+        .collect();
+
+    // Deploys of archived artifacts, retries of archived builds, new builds.
+    let mut more: Vec<Event> = (0..200).map(deploy).collect();
+    more.extend((0..50).map(build));
+    more.extend((600..700).map(build));
+    append(dir, more).await;
+    let after = run_until(dir, port, &cfg, |h| {
+        let dups = h
+            .iter()
+            .flatten()
+            .filter(|r| matches!(r.body, RecordBody::Duplicate(_)))
+            .count();
+        event_count(h) >= 1500 && dups >= 50
+    })
+    .await;
+
+    // Every event once; the retries are duplicates of the archived originals; the chains
+    // continue from where they were (no fork: the old records are the prefix).
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let mut dups = 0;
+    for (p, rs) in after.iter().enumerate() {
+        for (i, r) in rs.iter().enumerate() {
+            assert_eq!(r.seq, i as i64, "partition {p}: seq gap or fork");
+            if i > 0 {
+                assert_eq!(
+                    r.prev_hash,
+                    rs[i - 1].hash,
+                    "partition {p}: chain broken at {i}"
+                );
+            }
+        }
+        let (seq, hash) = heads[p];
+        assert_eq!(
+            rs[usize::try_from(seq).unwrap()].hash,
+            hash,
+            "partition {p}"
+        );
+        for r in rs {
+            match &r.body {
+                RecordBody::Event(e) => {
+                    *ids.entry(e.event.id.clone()).or_default() += 1;
+                    if e.event.id.starts_with("deploy-") {
+                        assert!(
+                            e.links.iter().any(|l| l.status == LinkStatus::Resolved),
+                            "{}: link to the archived artifact not resolved: {:?}",
+                            e.event.id,
+                            e.links
+                        );
+                    }
+                }
+                RecordBody::Duplicate(d) => {
+                    assert!(d.id.starts_with("build-"), "{d:?}");
+                    dups += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(ids.len(), 1500);
+    assert!(ids.values().all(|n| *n == 1), "an event twice");
+    assert_eq!(dups, 50);
+
+    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .arg("verify")
+        .arg(dir.join("archive"))
+        .arg("--pubkey")
+        .arg(dir.join("keys").join("archive.pub"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
