@@ -107,14 +107,16 @@ impl LogSection {
     }
 }
 
-/// How often `up` lets retention delete ledger segments that the archive and the index hold.
+/// How often `up` lets retention delete what has been archived, indexed and processed.
 const RETENTION_INTERVAL: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// Marks, per ledger partition, what both the archive and the index hold, so that the
 /// embedded log's retention may delete sealed segments below it (never what either sink still
-/// has to read). A processor that then takes a partition over resumes from the archive.
+/// has to read); a processor that then takes a partition over resumes from the archive. Marks
+/// prov.raw below what the processor (group `group`) has accounted for in the ledger.
 async fn retain_ledger(
     log: &EmbeddedLog,
+    group: &str,
     archive: &provenant_archive::ArchiveStore,
     index: &provenant_index::AnyIndex,
 ) -> Result<()> {
@@ -145,6 +147,19 @@ async fn retain_ledger(
                 start = marks.start,
                 "ledger retention"
             );
+        }
+        // prov.raw below the processor's committed position is in the ledger (the position
+        // moves only after the ledger acknowledged the records that account for it).
+        let processed = log
+            .committed(group, provenant_log::RAW_TOPIC, p)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if let Some(below) = processed.filter(|b| *b > 0) {
+            let marks = log
+                .mark_archived(provenant_log::RAW_TOPIC, p, below)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            tracing::debug!(partition = p, below, start = marks.start, "raw retention");
         }
     }
     Ok(())
@@ -369,6 +384,7 @@ pub(crate) async fn serve<L: Log>(
     let retaining = retention.map(|log| {
         let archive = provenant_archive::ArchiveStore::open(&archive_url, &Default::default());
         let index = index.clone();
+        let group = ProcessorConfig::default().group;
         let mut stop = stop_rx.clone();
         tokio::spawn(async move {
             let archive = match archive {
@@ -379,7 +395,7 @@ pub(crate) async fn serve<L: Log>(
                 }
             };
             loop {
-                if let Err(e) = retain_ledger(&log, &archive, &index).await {
+                if let Err(e) = retain_ledger(&log, &group, &archive, &index).await {
                     tracing::warn!(error = %e, "ledger retention failed; trying again later");
                 }
                 tokio::select! {

@@ -5,7 +5,7 @@
     clippy::indexing_slicing
 )]
 //! `provenant up` over the embedded log lets retention delete the ledger that the archive and
-//! the index both hold; a processor that takes a partition over afterwards resumes from the
+//! the index both hold, and the raw records the ledger accounts for; a processor that takes a partition over afterwards resumes from the
 //! archive: the chains continue, retries of archived events are duplicates, and links to
 //! archived entities resolve.
 
@@ -190,6 +190,14 @@ async fn up_deletes_archived_ledger_and_the_processor_resumes_from_the_archive()
     let (before, starts) = history(dir).await;
     for (p, start) in starts.iter().enumerate() {
         assert!(*start > 0, "partition {p}: retention deleted nothing");
+    }
+    // prov.raw too, below what the processor accounted for.
+    {
+        let log = EmbeddedLog::open(dir.join("log"), config()).unwrap();
+        for p in 0..PARTITIONS {
+            let wm = log.watermarks(RAW_TOPIC, p).await.unwrap();
+            assert!(wm.start > 0, "raw partition {p}: retention deleted nothing");
+        }
     }
     let heads: Vec<(i64, [u8; 32])> = before
         .iter()
