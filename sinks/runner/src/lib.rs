@@ -19,9 +19,15 @@
 //! whose position is before the log's start stops with an error: it never skips (rule 7).
 //! Memory is bounded: at most `channel_batches` batches wait between the partition readers
 //! and the sink, whatever the number of partitions.
+//!
+//! `provenant_sink_lag` (ledger entries past the sink's written position, per owned
+//! partition) is measured by its own task every [`RunnerConfig::lag_interval`] against the
+//! ledger's end, so it keeps growing while the sink is stuck (a hung write, a stalled read);
+//! a partition's series is removed when the partition is no longer owned.
 
 use std::collections::HashMap;
 use std::future::Future;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use provenant_log::{GroupEvent, GroupMember, LEDGER_TOPIC, Log, LogError, LogReader};
@@ -89,6 +95,8 @@ pub struct RunnerConfig {
     pub batch_max: usize,
     /// Batches waiting between readers and the sink.
     pub channel_batches: usize,
+    /// How often the lag gauge is measured against the ledger's end.
+    pub lag_interval: Duration,
 }
 
 impl RunnerConfig {
@@ -98,6 +106,7 @@ impl RunnerConfig {
             group: group.into(),
             batch_max: 2000,
             channel_batches: 16,
+            lag_interval: Duration::from_secs(5),
         }
     }
 }
@@ -208,6 +217,15 @@ pub async fn run<L: Log, S: LedgerSink>(
     let mut next_generation = 0u64;
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     let mut commits: HashMap<u32, u64> = HashMap::new();
+    // The written position of each owned partition, for the lag task.
+    let written: Positions = Arc::new(Mutex::new(HashMap::new()));
+    let lag_task = tokio::spawn(measure_lag(
+        log.clone(),
+        name,
+        written.clone(),
+        metrics.lag.clone(),
+        cfg.lag_interval,
+    ));
     tokio::pin!(shutdown);
     let result: Result<(), SinkError> = 'main: loop {
         tokio::select! {
@@ -229,11 +247,14 @@ pub async fn run<L: Log, S: LedgerSink>(
                             log.clone(), p, state.ledger_offset, next_generation, cfg.batch_max, tx.clone(), stop_rx,
                         ));
                         owned.insert(p, Owned { validator: Validator::new(state), generation: next_generation, stop, task });
+                        set_position(&written, p, Some(state.ledger_offset));
                     }
                 }
                 Ok(GroupEvent::Revoked { partitions, ack }) => {
                     for p in &partitions {
                         if let Some(o) = owned.remove(p) {
+                            set_position(&written, *p, None);
+                            let _ = metrics.lag.remove_label_values(&[name, &p.to_string()]);
                             let _ = o.stop.send(true);
                             let _ = o.task.await;
                             if let Err(e) = sink.close_partition(*p).await {
@@ -284,6 +305,7 @@ pub async fn run<L: Log, S: LedgerSink>(
                 metrics.written.with_label_values(&[name]).inc_by(records as u64);
                 metrics.lag.with_label_values(&[name, &batch.partition.to_string()])
                     .set(i64::try_from(batch.end.saturating_sub(state.ledger_offset)).unwrap_or(0));
+                set_position(&written, batch.partition, Some(state.ledger_offset));
                 commits.insert(batch.partition, state.ledger_offset);
             },
             _ = tick.tick() => {
@@ -298,7 +320,9 @@ pub async fn run<L: Log, S: LedgerSink>(
             }
         }
     };
+    lag_task.abort();
     for (p, o) in owned.drain() {
+        let _ = metrics.lag.remove_label_values(&[name, &p.to_string()]);
         let _ = o.stop.send(true);
         let _ = o.task.await;
         if let Err(e) = sink.close_partition(p).await {
@@ -309,6 +333,54 @@ pub async fn run<L: Log, S: LedgerSink>(
         tracing::warn!(sink = name, error = %e, "leaving the group failed");
     }
     result
+}
+
+type Positions = Arc<Mutex<HashMap<u32, u64>>>;
+
+fn set_position(positions: &Positions, partition: u32, at: Option<u64>) {
+    if let Ok(mut m) = positions.lock() {
+        match at {
+            Some(o) => {
+                m.insert(partition, o);
+            }
+            None => {
+                m.remove(&partition);
+            }
+        }
+    }
+}
+
+/// Sets the lag of every owned partition to the ledger's end minus the sink's written
+/// position, every `every`, independently of the sink (which may be stuck in a write).
+async fn measure_lag<L: Log>(
+    log: Arc<L>,
+    name: &'static str,
+    positions: Positions,
+    lag: prometheus::IntGaugeVec,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every.max(Duration::from_millis(10)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let owned: Vec<u32> = match positions.lock() {
+            Ok(m) => m.keys().copied().collect(),
+            Err(_) => return,
+        };
+        for p in owned {
+            let Ok(wm) = log.watermarks(LEDGER_TOPIC, p).await else {
+                continue;
+            };
+            // The position is read after the end (a write in between only lowers the lag),
+            // and under the lock, so a partition given up meanwhile gets no series back.
+            if let Ok(m) = positions.lock()
+                && let Some(at) = m.get(&p)
+            {
+                lag.with_label_values(&[name, &p.to_string()])
+                    .set(i64::try_from(wm.end.saturating_sub(*at)).unwrap_or(i64::MAX));
+            }
+        }
+    }
 }
 
 fn reason_label(r: IgnoreReason) -> &'static str {

@@ -24,6 +24,8 @@ type Seen = Vec<(u32, u64, Option<i64>)>;
 struct Memory {
     seen: Arc<Mutex<Seen>>,
     states: Arc<Mutex<HashMap<u32, ReaderState>>>,
+    /// Once this many entries were written, every later write hangs (a stuck store).
+    hang_after: Option<usize>,
 }
 
 impl LedgerSink for Memory {
@@ -39,6 +41,12 @@ impl LedgerSink for Memory {
         entries: &[(u64, LedgerEntry)],
         state: &ReaderState,
     ) -> Result<(), SinkError> {
+        if self
+            .hang_after
+            .is_some_and(|n| self.seen.lock().unwrap().len() >= n)
+        {
+            std::future::pending::<()>().await;
+        }
         let mut seen = self.seen.lock().unwrap();
         for (offset, e) in entries {
             let seq = match e {
@@ -163,4 +171,116 @@ async fn the_sink_gets_what_counts_in_order_once_across_restarts() {
     assert_eq!(state.ledger_offset, 7);
     assert_eq!(state.head.next_seq, 4);
     assert_eq!(state.epoch(), Some(1));
+}
+
+fn lag(registry: &prometheus::Registry) -> HashMap<String, i64> {
+    registry
+        .gather()
+        .iter()
+        .filter(|f| f.name() == "provenant_sink_lag")
+        .flat_map(|f| f.get_metric().iter())
+        .map(|m| {
+            let p = m
+                .get_label()
+                .iter()
+                .find(|l| l.name() == "partition")
+                .map(|l| l.value().to_owned())
+                .unwrap_or_default();
+            (p, m.get_gauge().get_value() as i64)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lag_keeps_growing_while_the_sink_is_stuck_and_goes_with_the_partition() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = Arc::new(
+        EmbeddedLog::open(
+            dir.path(),
+            EmbeddedConfig {
+                partitions: 2,
+                ..EmbeddedConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let mut head = ChainHead::GENESIS;
+    let mut records = |n: i64, from: i64| {
+        (from..from + n)
+            .map(|raw| {
+                let r = marker(&head, raw, 0);
+                head = ChainHead::after(&r);
+                rec(&LedgerEntry::Record(r))
+            })
+            .collect::<Vec<_>>()
+    };
+    let mut first = vec![rec(&LedgerEntry::Fence(Fence {
+        writer_epoch: 0,
+        writer_id: [0; 16],
+    }))];
+    first.extend(records(3, 0));
+    log.append(LEDGER_TOPIC, 1, first).await.unwrap();
+
+    let registry = prometheus::Registry::new();
+    let sink = Memory {
+        hang_after: Some(4),
+        ..Memory::default()
+    };
+    let cfg = RunnerConfig {
+        lag_interval: Duration::from_millis(50),
+        ..RunnerConfig::new("stuck-sink")
+    };
+    let task = tokio::spawn(run(
+        log.clone(),
+        sink.clone(),
+        cfg,
+        SinkMetrics::new(&registry).unwrap(),
+        std::future::pending(),
+    ));
+    let wait_for = |want: HashMap<String, i64>| {
+        let registry = registry.clone();
+        async move {
+            for _ in 0..400 {
+                if lag(&registry) == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("lag is {:?}, expected {want:?}", lag(&registry));
+        }
+    };
+    // Everything written: no lag on either owned partition.
+    wait_for(HashMap::from([("0".into(), 0), ("1".into(), 0)])).await;
+    assert_eq!(sink.seen.lock().unwrap().len(), 4);
+    // The store hangs on the next write; the ledger grows by 10; the lag says so.
+    log.append(LEDGER_TOPIC, 1, records(10, 3)).await.unwrap();
+    wait_for(HashMap::from([("0".into(), 0), ("1".into(), 10)])).await;
+    assert_eq!(sink.seen.lock().unwrap().len(), 4);
+    task.abort();
+
+    // A runner that stops cleanly leaves no lag series behind for partitions it gave up.
+    let registry = prometheus::Registry::new();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(run(
+        log.clone(),
+        Memory::default(),
+        RunnerConfig {
+            lag_interval: Duration::from_millis(50),
+            ..RunnerConfig::new("clean-sink")
+        },
+        SinkMetrics::new(&registry).unwrap(),
+        async {
+            let _ = rx.await;
+        },
+    ));
+    for _ in 0..400 {
+        if lag(&registry).get("1") == Some(&0) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(lag(&registry).get("1"), Some(&0));
+    let _ = tx.send(());
+    task.await.unwrap().unwrap();
+    assert!(lag(&registry).is_empty(), "{:?}", lag(&registry));
 }
