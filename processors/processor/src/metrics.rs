@@ -29,6 +29,21 @@ pub struct ProcessorMetrics {
 }
 
 impl ProcessorMetrics {
+    /// Removes partition `p`'s series (chain head, links, pending links, lag) once this
+    /// instance no longer owns it.
+    pub(crate) fn forget_partition(&self, p: u32) {
+        let l = [p.to_string()];
+        let l = [l[0].as_str()];
+        for g in [
+            &self.pending_links,
+            &self.known_links,
+            &self.head_seq,
+            &self.lag,
+        ] {
+            let _ = g.remove_label_values(&l);
+        }
+    }
+
     /// Creates the metrics and registers them.
     pub fn new(registry: &Registry) -> Result<Self, prometheus::Error> {
         let events = IntCounterVec::new(

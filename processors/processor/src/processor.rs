@@ -208,7 +208,7 @@ impl<L: Log> Processor<L> {
                         tracing::info!(?partitions, "partitions revoked");
                         for p in &partitions {
                             if let Some(r) = running.remove(p) {
-                                stop_partition(r).await;
+                                stop_partition(sh, *p, r).await;
                             }
                         }
                         commit(sh, &mut member, &partitions).await;
@@ -240,8 +240,8 @@ impl<L: Log> Processor<L> {
                 }
             }
         };
-        for (_, r) in running.drain() {
-            stop_partition(r).await;
+        for (p, r) in running.drain() {
+            stop_partition(sh, p, r).await;
         }
         let owned = member.assignment();
         commit(sh, &mut member, &owned).await;
@@ -303,13 +303,16 @@ fn start_partition<L: Log>(sh: Arc<Shared<L>>, p: u32) -> Running {
     Running { stop, task }
 }
 
-async fn stop_partition(r: Running) {
+/// Stops partition `p`'s worker and removes its per-partition series: another instance owns
+/// the partition now and reports them (summing both would count its links twice).
+async fn stop_partition<L: Log>(sh: &Shared<L>, p: u32, r: Running) {
     let _ = r.stop.send(true);
     match r.task.await {
         Ok(Ok(())) => {}
         Ok(Err(e)) => tracing::warn!(error = %e, "partition worker ended with an error"),
         Err(e) => tracing::warn!(error = %e, "partition worker panicked"),
     }
+    sh.metrics.forget_partition(p);
 }
 
 /// Tails one ledger partition for ever, learning valid event records into the entity state

@@ -178,6 +178,16 @@ async fn start(log: &Arc<EmbeddedLog>, group: &str) -> Running {
 }
 
 impl Running {
+    /// Stops the processor; returns its registry.
+    async fn stop_keeping_metrics(self) -> prometheus::Registry {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(30), self.task)
+            .await
+            .expect("processor stops within 30 s")
+            .unwrap();
+        self.registry
+    }
+
     async fn stop(self) {
         let _ = self.stop.send(());
         tokio::time::timeout(Duration::from_secs(30), self.task)
@@ -346,7 +356,16 @@ async fn a_restart_continues_the_chains_without_doubling_anything() {
     append_by_key(log.as_ref(), RAW_TOPIC, more).await.unwrap();
     let running = start(&log, "g").await;
     let a = settled(&log, false).await;
-    running.stop().await;
+    assert!(running.metric("provenant_processor_chain_head_seq") > 0.0);
+    let registry = running.stop_keeping_metrics().await;
+    // Partitions given up leave no per-partition series behind (their next owner reports them).
+    for f in registry.gather() {
+        let per_partition = f
+            .get_metric()
+            .iter()
+            .any(|m| m.get_label().iter().any(|l| l.name() == "partition"));
+        assert!(!per_partition, "{} still has partition series", f.name());
+    }
     assert!(a.exactly_once(), "{a:#?}");
     assert_eq!(a.events, 800);
     for (p, pa) in a.partitions.iter().enumerate() {
