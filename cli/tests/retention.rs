@@ -7,14 +7,16 @@
 //! `provenant up` over the embedded log lets retention delete the ledger that the archive and
 //! the index both hold, and the raw records the ledger accounts for; a processor that takes a partition over afterwards resumes from the
 //! archive: the chains continue, retries of archived events are duplicates, and links to
-//! archived entities resolve.
+//! archived entities resolve. The same on `dev-kafka`, whose partitions drop their oldest data
+//! past about 5 MiB (TESTING.md), with `provenant process --archive` and `provenant sink
+//! archive` as their own processes.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{Up, free_port};
+use common::{Broker, Role, Up, free_port};
 use provenant_archive::{ArchiveStore, S3Options};
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use provenant_log::{LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
@@ -40,6 +42,24 @@ fn ev(json: &str) -> Event {
 fn build(i: u64) -> Event {
     ev(&format!(
         r#"{{"specversion":"1.0","id":"build-{i}","source":"https://ci.example/shop","type":"io.provenant.build.v1","data":{{"commit_sha":"{:040x}","build_id":"github:acme/shop/{i}/1","build_timestamp":"2026-11-23T09:58:00Z"}}}}"#,
+        i + 1
+    ))
+}
+
+/// A build whose annotations carry 512 hex digits that do not compress (a build log digest
+/// list), so that dev-kafka's 5 MiB per partition fill up with fewer events.
+fn noisy_build(i: u64) -> Event {
+    let mut x = i.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let noise: String = (0..32)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            format!("{x:016x}")
+        })
+        .collect();
+    ev(&format!(
+        r#"{{"specversion":"1.0","id":"build-{i}","source":"https://ci.example/shop","type":"io.provenant.build.v1","data":{{"commit_sha":"{:040x}","build_id":"github:acme/shop/{i}/1","build_timestamp":"2026-11-23T09:58:00Z","annotations":{{"digests":"{noise}"}}}}}}"#,
         i + 1
     ))
 }
@@ -281,4 +301,178 @@ async fn up_deletes_archived_ledger_and_the_processor_resumes_from_the_archive()
         String::from_utf8_lossy(&verify.stdout),
         String::from_utf8_lossy(&verify.stderr)
     );
+}
+
+/// Everything `partition` 0 holds on dev-kafka: the archive's records, then the ledger's
+/// from the archive's newest state on; with the ledger's start.
+async fn kafka_history(
+    log: &provenant_kafka::KafkaLog,
+    store: &ArchiveStore,
+) -> (Vec<LedgerRecord>, ReaderState, u64) {
+    let mut records = Vec::new();
+    let state = provenant_archive::read::replay_partition(store, 0, |r| {
+        records.push(r);
+        Ok(())
+    })
+    .await
+    .unwrap()
+    .unwrap_or(ReaderState::START);
+    let wm = log.watermarks(LEDGER_TOPIC, 0).await.unwrap();
+    let mut reader = log
+        .reader(LEDGER_TOPIC, 0, state.ledger_offset)
+        .await
+        .unwrap();
+    let mut v = Validator::new(state);
+    while reader.position() < wm.end {
+        for s in reader
+            .next_batch(1000, Duration::from_millis(500))
+            .await
+            .unwrap()
+        {
+            if let (Verdict::Valid, Some(LedgerEntry::Record(r))) =
+                v.observe_bytes(s.offset, &s.record.value)
+            {
+                records.push(r);
+            }
+        }
+    }
+    (records, state, wm.start)
+}
+
+/// Waits until the archive accounts for every raw record appended so far (the processor and
+/// the archive sink both caught up; segments close after 1 s).
+async fn archived_up_to_raw_end(log: &provenant_kafka::KafkaLog, store: &ArchiveStore) {
+    let end = log.watermarks(RAW_TOPIC, 0).await.unwrap().end;
+    let started = Instant::now();
+    loop {
+        let states = provenant_archive::read::archived_states(store)
+            .await
+            .unwrap();
+        let at = states.get(&0).and_then(|s| s.raw_offset);
+        if at == Some(i64::try_from(end).unwrap() - 1) {
+            return;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "the archive reached raw offset {at:?}, the raw end is {end}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_dev_kafka_a_new_processor_resumes_from_the_archive_once_the_ledger_head_is_gone() {
+    let broker = Broker::start(&["--partitions", "1"]);
+    let log = broker.log();
+    let data = tempfile::tempdir().unwrap();
+    let dir = data.path();
+    let archive = dir.join("archive");
+    let kafka = "[kafka]\nsession_timeout_ms = 6000\nheartbeat_interval_ms = 2000\n";
+    let sink_cfg = dir.join("sink-archive.toml");
+    std::fs::write(
+        &sink_cfg,
+        format!(
+            "{kafka}[archive]\nurl = \"{}\"\narchive_id = \"kafka\"\nkey_dir = \"{}\"\nspool_dir = \"{}\"\nrotate_records = 500\nrotate_age = \"1s\"\n",
+            archive.display(),
+            dir.join("keys").display(),
+            dir.join("spool").display()
+        ),
+    )
+    .unwrap();
+    let process_cfg = dir.join("process.toml");
+    std::fs::write(
+        &process_cfg,
+        format!("{kafka}[archive]\nurl = \"{}\"\n", archive.display()),
+    )
+    .unwrap();
+    let role = |name: &str, args: &[&str], cfg: &std::path::Path| {
+        let cfg = cfg.display().to_string();
+        let mut all: Vec<&str> = args.to_vec();
+        all.extend([
+            "--brokers",
+            &broker.bootstrap,
+            "--http",
+            "127.0.0.1:0",
+            "--config",
+            &cfg,
+        ]);
+        Role::start(name, &all)
+    };
+    let mut sink = role("sink archive", &["sink", "archive"], &sink_cfg);
+    let mut process = role("process", &["process"], &process_cfg);
+    let store = ArchiveStore::open(&archive.display().to_string(), &S3Options::default()).unwrap();
+
+    // Builds and artifacts in chunks, each processed and archived before the next, until the
+    // broker has dropped the ledger's beginning.
+    let mut next = 0u64;
+    let start = loop {
+        let chunk: Vec<Event> = (next..next + 500)
+            .flat_map(|i| [noisy_build(i), artifact(i)])
+            .collect();
+        next += 500;
+        append_by_key(&log, RAW_TOPIC, chunk.iter().map(raw).collect())
+            .await
+            .unwrap();
+        archived_up_to_raw_end(&log, &store).await;
+        let start = log.watermarks(LEDGER_TOPIC, 0).await.unwrap().start;
+        if start > 0 {
+            break start;
+        }
+        assert!(
+            next < 20_000,
+            "dev-kafka never dropped the ledger's beginning"
+        );
+    };
+    sink.assert_running();
+    process.assert_running();
+
+    // A new processor must take over: the old one is killed.
+    common::crash::kill9(&mut process.child);
+    let mut process = role("process (after kill -9)", &["process"], &process_cfg);
+    // Deploys of the first artifacts (their records are only in the archive now), and
+    // retries of the first builds.
+    let mut more: Vec<Event> = (0..100).map(deploy).collect();
+    more.extend((0..50).map(noisy_build));
+    append_by_key(&log, RAW_TOPIC, more.iter().map(raw).collect())
+        .await
+        .unwrap();
+    archived_up_to_raw_end(&log, &store).await;
+    process.assert_running();
+    sink.assert_running();
+
+    let (records, _, ledger_start) = kafka_history(&log, &store).await;
+    assert!(ledger_start >= start && start > 0);
+    let mut ids: HashMap<String, usize> = HashMap::new();
+    let (mut dups, mut deploys) = (0, 0);
+    for (i, r) in records.iter().enumerate() {
+        assert_eq!(r.seq, i as i64, "seq gap or fork");
+        if i > 0 {
+            assert_eq!(r.prev_hash, records[i - 1].hash, "chain broken at {i}");
+        }
+        match &r.body {
+            RecordBody::Event(e) => {
+                *ids.entry(e.event.id.clone()).or_default() += 1;
+                if e.event.id.starts_with("deploy-") {
+                    deploys += 1;
+                    assert!(
+                        e.links.iter().any(|l| l.status == LinkStatus::Resolved),
+                        "{}: link to the archived artifact not resolved: {:?}",
+                        e.event.id,
+                        e.links
+                    );
+                }
+            }
+            RecordBody::Duplicate(d) => {
+                assert!(d.id.starts_with("build-"), "{d:?}");
+                dups += 1;
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(deploys, 100);
+    assert_eq!(dups, 50, "every retry of an archived build is a duplicate");
+    assert_eq!(ids.len() as u64, 2 * next + 100);
+    assert!(ids.values().all(|n| *n == 1), "an event twice");
+    process.stop(Duration::from_secs(30));
+    sink.stop(Duration::from_secs(30));
 }
