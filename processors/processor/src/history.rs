@@ -27,6 +27,10 @@ use provenant_schemas::validity::ReaderState;
 
 use crate::ProcessorError;
 
+/// A progress line every this many replayed records (a takeover replays the partition's
+/// whole archive: its cost grows with history once retention has started deleting).
+const PROGRESS_EVERY: i64 = 1_000_000;
+
 /// What [`History::replay`] returns.
 pub type ReplayFuture<'a> =
     Pin<Box<dyn Future<Output = Result<Option<ReaderState>, HistoryError>> + Send + 'a>>;
@@ -89,6 +93,9 @@ pub(crate) async fn resume_point(
             head_hash: r.hash,
         };
         absorb(&r);
+        if head.next_seq % PROGRESS_EVERY == 0 {
+            tracing::info!(partition = p, records = head.next_seq, "replaying the archive");
+        }
         Ok(())
     };
     let state = history
