@@ -131,12 +131,15 @@ pub(crate) async fn resume_point(
         ));
     }
     if state.ledger_offset > wm.end {
+        // The ledger may have grown while the archive was read (a previous owner still
+        // writing): trying again reads fresh watermarks. If it persists, the archive belongs
+        // to another ledger.
         return Err(fail(
             format!(
-                "the archive reaches ledger offset {} but the ledger ends at {}: the archive belongs to another ledger",
+                "the archive reaches ledger offset {} but the ledger ended at {} when the takeover began (if this persists, the archive belongs to another ledger)",
                 state.ledger_offset, wm.end
             ),
-            false,
+            true,
         ));
     }
     tracing::info!(
