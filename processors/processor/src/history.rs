@@ -94,7 +94,11 @@ pub(crate) async fn resume_point(
         };
         absorb(&r);
         if head.next_seq % PROGRESS_EVERY == 0 {
-            tracing::info!(partition = p, records = head.next_seq, "replaying the archive");
+            tracing::info!(
+                partition = p,
+                records = head.next_seq,
+                "replaying the archive"
+            );
         }
         Ok(())
     };
@@ -150,4 +154,158 @@ pub(crate) async fn resume_point(
         "resumed from the archive: the ledger's beginning was deleted by retention"
     );
     Ok(state)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use provenant_schemas::canonical::chain_next;
+    use provenant_schemas::ledger::{DuplicateMarker, RecordBody};
+
+    use super::*;
+
+    /// A history: these records, then this stored state.
+    struct Fixed {
+        records: Vec<LedgerRecord>,
+        state: Option<ReaderState>,
+    }
+
+    impl History for Fixed {
+        fn replay<'a>(
+            &'a self,
+            _partition: u32,
+            each: &'a mut (dyn FnMut(LedgerRecord) -> Result<(), String> + Send),
+        ) -> ReplayFuture<'a> {
+            Box::pin(async move {
+                for r in &self.records {
+                    each(r.clone()).map_err(|message| HistoryError {
+                        message,
+                        retryable: false,
+                    })?;
+                }
+                Ok(self.state)
+            })
+        }
+    }
+
+    fn chain(n: i64) -> Vec<LedgerRecord> {
+        let mut head = ChainHead::GENESIS;
+        (0..n)
+            .map(|i| {
+                let r = chain_next(
+                    &head,
+                    i,
+                    0,
+                    RecordBody::Duplicate(DuplicateMarker {
+                        original_partition: 0,
+                        original_seq: 0,
+                        source: "s".into(),
+                        id: i.to_string(),
+                    }),
+                )
+                .unwrap();
+                head = ChainHead::after(&r);
+                r
+            })
+            .collect()
+    }
+
+    fn state_after(records: &[LedgerRecord], ledger_offset: u64) -> ReaderState {
+        let last = records.last().unwrap();
+        ReaderState {
+            ledger_offset,
+            head: ChainHead::after(last),
+            fence: Some((0, [0; 16])),
+            raw_offset: Some(last.raw_offset),
+        }
+    }
+
+    fn wm(start: u64, end: u64) -> Watermarks {
+        Watermarks { start, end }
+    }
+
+    async fn resume(
+        h: Option<&Fixed>,
+        w: Watermarks,
+    ) -> Result<(ReaderState, i64), ProcessorError> {
+        let mut n = 0;
+        let state = resume_point(h.map(|h| h as &dyn History), 3, w, |_| n += 1).await?;
+        Ok((state, n))
+    }
+
+    #[tokio::test]
+    async fn the_start_of_the_ledger_needs_no_history() {
+        let (state, n) = resume(None, wm(0, 10)).await.unwrap();
+        assert_eq!((state, n), (ReaderState::START, 0));
+    }
+
+    #[tokio::test]
+    async fn a_truncated_ledger_resumes_at_the_archived_state() {
+        let records = chain(5);
+        let state = state_after(&records, 7);
+        let h = Fixed {
+            records,
+            state: Some(state),
+        };
+        assert_eq!(resume(Some(&h), wm(4, 9)).await.unwrap(), (state, 5));
+        // Exactly at the ledger's start and exactly at its end are fine too.
+        assert!(resume(Some(&h), wm(7, 7)).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn every_unsafe_resume_is_refused() {
+        let records = chain(5);
+        let state = state_after(&records, 7);
+        let err = |e: ProcessorError| (e.to_string(), e.is_retryable());
+        // No archive.
+        let (m, retry) = err(resume(None, wm(4, 9)).await.unwrap_err());
+        assert!(m.contains("no archive was given"), "{m}");
+        assert!(!retry);
+        // The archive stops before the ledger's start: records in between are gone.
+        let h = Fixed {
+            records: records.clone(),
+            state: Some(state),
+        };
+        let (m, retry) = err(resume(Some(&h), wm(8, 20)).await.unwrap_err());
+        assert!(
+            m.contains("retention deleted records the archive does not hold"),
+            "{m}"
+        );
+        assert!(!retry);
+        // The archive is past the ledger's end: maybe the ledger grew meanwhile (retried).
+        let (m, retry) = err(resume(Some(&h), wm(4, 6)).await.unwrap_err());
+        assert!(m.contains("belongs to another ledger"), "{m}");
+        assert!(retry);
+        // Nothing archived.
+        let empty = Fixed {
+            records: Vec::new(),
+            state: None,
+        };
+        let (m, _) = err(resume(Some(&empty), wm(4, 9)).await.unwrap_err());
+        assert!(m.contains("holds nothing for this partition"), "{m}");
+        // A record missing from the archive.
+        let mut gap = records.clone();
+        gap.remove(2);
+        let h = Fixed {
+            records: gap,
+            state: Some(state),
+        };
+        let (m, retry) = err(resume(Some(&h), wm(4, 9)).await.unwrap_err());
+        assert!(
+            m.contains("seq 3 does not extend the chain at seq 2"),
+            "{m}"
+        );
+        assert!(!retry);
+        // Records that stop short of the stored state.
+        let h = Fixed {
+            records: records[..4].to_vec(),
+            state: Some(state),
+        };
+        let (m, _) = err(resume(Some(&h), wm(4, 9)).await.unwrap_err());
+        assert!(
+            m.contains("end at seq 3 but its newest reader state says seq 4"),
+            "{m}"
+        );
+    }
 }
