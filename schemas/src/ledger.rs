@@ -348,6 +348,19 @@ impl LedgerRecord {
         record.check().map_err(invalid)?;
         Ok(record)
     }
+
+    /// Reads the `io.provenant.v1.LedgerRecord` datum at the start of `bytes`, which may hold
+    /// more datums after it (Avro datums are not length-prefixed: an object container block is
+    /// their concatenation), and checks it like [`LedgerRecord::from_avro_datum`]. Returns the
+    /// record and the datum's length in bytes, so a block is split and decoded in one pass.
+    pub fn from_avro_datum_prefix(bytes: &[u8]) -> Result<(LedgerRecord, usize), EventError> {
+        let mut r = Reader::new(bytes, SchemaId::LedgerRecord);
+        let record = read_record(&mut r)?;
+        let len = r.position();
+        check_size(bytes.get(..len).unwrap_or(bytes))?;
+        record.check().map_err(invalid)?;
+        Ok((record, len))
+    }
 }
 
 impl LedgerEntry {

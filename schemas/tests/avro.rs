@@ -81,6 +81,15 @@ proptest! {
             apache_avro::from_avro_datum(SchemaId::LedgerRecord.schema().unwrap(), &mut reader, None).unwrap();
             prop_assert!(reader.is_empty());
             prop_assert_eq!(&provenant_schemas::LedgerRecord::from_avro_datum(&datum).unwrap(), r);
+            // The prefix decoder finds the datum's end in a block of datums.
+            let mut block = datum.clone();
+            block.extend_from_slice(&datum);
+            let (first, len) = provenant_schemas::LedgerRecord::from_avro_datum_prefix(&block).unwrap();
+            prop_assert_eq!(&first, r);
+            prop_assert_eq!(len, datum.len());
+            let (second, len2) = provenant_schemas::LedgerRecord::from_avro_datum_prefix(&block[len..]).unwrap();
+            prop_assert_eq!(&second, r);
+            prop_assert_eq!(len2, datum.len());
         }
     }
 }
@@ -98,6 +107,10 @@ proptest! {
         let _ = LedgerEntry::from_avro(&ledger);
         let _ = LedgerEntry::from_avro(&bytes);
         let _ = provenant_schemas::LedgerRecord::from_avro_datum(&bytes);
+        // Whatever the prefix decoder accepts, it accepts as a whole datum too.
+        if let Ok((r, len)) = provenant_schemas::LedgerRecord::from_avro_datum_prefix(&bytes) {
+            prop_assert_eq!(provenant_schemas::LedgerRecord::from_avro_datum(&bytes[..len]), Ok(r));
+        }
         let headers = vec![
             ("ce_specversion".to_owned(), b"1.0".to_vec()),
             ("ce_id".to_owned(), bytes.iter().take(8).copied().collect()),

@@ -7,7 +7,7 @@
 use provenant_schemas::ledger::LedgerRecord;
 
 use crate::manifest::SegmentMeta;
-use crate::ocf::{self, Container, DatumSplitter};
+use crate::ocf::{self, Container};
 
 /// Why a segment cannot be read (from this point on).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -78,11 +78,6 @@ pub fn each_record(
     seg: &OpenedSegment<'_>,
     mut f: impl FnMut(u64, u64, LedgerRecord) -> Result<(), SegmentError>,
 ) -> Result<u64, SegmentError> {
-    let splitter = DatumSplitter::ledger_record().map_err(|m| SegmentError {
-        byte_offset: 0,
-        record_index: None,
-        message: m,
-    })?;
     let mut index = 0u64;
     for block in seg.container.blocks() {
         let block = block.map_err(|e| SegmentError {
@@ -98,16 +93,13 @@ pub fn each_record(
         let data = ocf::decompress(block.data).map_err(|m| at(format!("block: {m}"), index))?;
         let mut rest = data.as_slice();
         for _ in 0..block.count {
-            let len = splitter
-                .datum_len(rest)
-                .map_err(|m| at(format!("record does not decode: {m}"), index))?;
-            let (datum, tail) = rest
-                .split_at_checked(len)
-                .ok_or_else(|| at("truncated".into(), index))?;
-            let record = LedgerRecord::from_avro_datum(datum)
+            // Avro datums are not length-prefixed: decoding one finds where it ends.
+            let (record, len) = LedgerRecord::from_avro_datum_prefix(rest)
                 .map_err(|e| at(format!("record does not decode: {e}"), index))?;
+            rest = rest
+                .get(len..)
+                .ok_or_else(|| at("truncated".into(), index))?;
             f(index, block.offset, record)?;
-            rest = tail;
             index += 1;
         }
         if !rest.is_empty() {
