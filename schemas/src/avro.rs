@@ -570,6 +570,11 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn string(&mut self, field: &str) -> Result<String, EventError> {
+        self.str(field).map(str::to_owned)
+    }
+
+    /// A string, borrowed from the input.
+    pub(crate) fn str(&mut self, field: &str) -> Result<&'a str, EventError> {
         let n = self.len(field)?;
         let end = self.pos + n;
         let bytes = self
@@ -577,10 +582,18 @@ impl<'a> Reader<'a> {
             .get(self.pos..end)
             .ok_or_else(|| self.error(field, "input ends early"))?;
         let s = std::str::from_utf8(bytes)
-            .map_err(|_| self.error(field, "string is not valid UTF-8"))?
-            .to_owned();
+            .map_err(|_| self.error(field, "string is not valid UTF-8"))?;
         self.pos = end;
         Ok(s)
+    }
+
+    /// `["null", "string"]`, borrowed from the input.
+    pub(crate) fn opt_str(&mut self, field: &str) -> Result<Option<&'a str>, EventError> {
+        if self.present(field)? {
+            self.str(field).map(Some)
+        } else {
+            Ok(None)
+        }
     }
 
     pub(crate) fn fixed<const N: usize>(&mut self, field: &str) -> Result<[u8; N], EventError> {
@@ -645,7 +658,7 @@ impl<'a> Reader<'a> {
 
     /// The item count of the next block (0 ends the array or map). Every item of Provenant's
     /// schemas takes at least one byte, so a count above the bytes left is refused.
-    fn block(&mut self, field: &str) -> Result<usize, EventError> {
+    pub(crate) fn block(&mut self, field: &str) -> Result<usize, EventError> {
         let n = self.long(field)?;
         let n = if n < 0 {
             // A negative count is followed by the block's size in bytes.

@@ -38,6 +38,10 @@
 //! tests in `writer`, the property test `tests/canonical_writer.rs` on arbitrary records, the
 //! test vectors).
 //!
+//! **From archived datums:** [`hash_record_datum`] computes a record's hash straight from its
+//! Avro datum (no owned record in between), for `verify`; the `datum` module says how it is
+//! kept equal to decoding and then [`LedgerRecord::compute_hash`].
+//!
 //! Invariants: [`LedgerRecord::canonical_bytes`] and [`LedgerRecord::compute_hash`] are pure
 //! functions of the record's fields other than `hash`, byte for byte equal to the reference;
 //! they fail only on a record that breaks [`LedgerRecord::check`]. [`verify_chain`] names the
@@ -51,7 +55,10 @@ use crate::ledger::{
     GENESIS_PREV_HASH, InvalidRecord, LedgerHash, LedgerRecord, Link, RecordBody, Redaction,
 };
 
+mod datum;
 mod writer;
+
+pub use datum::{DatumHash, DatumScratch, hash_record_datum};
 
 /// The domain-separation prefix of every record hash (with its NUL byte).
 pub const HASH_DOMAIN: &[u8] = b"provenant.ledger.v1\0";

@@ -16,7 +16,7 @@
 use std::collections::BTreeMap;
 
 use proptest::prelude::*;
-use provenant_schemas::canonical::{HASH_DOMAIN, hash_of};
+use provenant_schemas::canonical::{DatumScratch, HASH_DOMAIN, hash_of, hash_record_datum};
 use provenant_schemas::ledger::{
     DuplicateMarker, EventRecord, LedgerRecord, Link, LinkResolution, LinkStatus, MAX_LEDGER_INT,
     RecordBody, Redaction, RedactionAction, RejectedMarker,
@@ -389,6 +389,81 @@ proptest! {
         .unwrap();
         prop_assert_eq!(sealed.hash, expected);
     }
+
+    /// `hash_record_datum` (verify's path: the hash straight from the Avro datum) gives the
+    /// same hash as decoding and `compute_hash`, and finds where the datum ends in a block.
+    #[test]
+    fn datum_hash_equals_the_writer(record in record(), next in record()) {
+        let expected = record.compute_hash().unwrap();
+        let datum = record.to_avro_datum();
+        let mut block = datum.clone();
+        block.extend_from_slice(&next.to_avro_datum());
+        let mut scratch = DatumScratch::default();
+        let d = hash_record_datum(&block, &mut scratch).unwrap();
+        prop_assert_eq!(d.computed, expected);
+        prop_assert_eq!(d.len, datum.len());
+        prop_assert_eq!((d.seq, d.prev_hash, d.hash), (record.seq, record.prev_hash, record.hash));
+        let d2 = hash_record_datum(&block[d.len..], &mut scratch).unwrap();
+        prop_assert_eq!(d2.computed, next.compute_hash().unwrap());
+        prop_assert_eq!(d.len + d2.len, block.len());
+    }
+
+    /// On damaged datums (bytes flipped, cut, inserted) and on records that break `check`,
+    /// `hash_record_datum` accepts exactly what the strict decoder accepts, with the same length
+    /// and the hash `compute_hash` gives the decoded record.
+    #[test]
+    fn datum_hash_accepts_what_the_decoder_accepts(
+        record in record(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), 0u8..4, any::<u8>()), 0..4),
+        breakage in 0u8..8,
+    ) {
+        let mut record = record;
+        match breakage {
+            0 => record.seq = MAX_LEDGER_INT + 1 + i64::from(edits.len() as u8),
+            1 => record.raw_offset = -1,
+            2 => record.writer_epoch = i64::MIN,
+            3 => match &mut record.body {
+                RecordBody::Event(er) => {
+                    if let Some(l) = er.links.first_mut() {
+                        l.status = match l.status {
+                            LinkStatus::Resolved => LinkStatus::Pending,
+                            LinkStatus::Pending => LinkStatus::Resolved,
+                        };
+                    }
+                }
+                RecordBody::LinkResolution(l) => l.resolves_seq = record.seq,
+                RecordBody::Rejected(m) => m.dlq_partition = -1,
+                RecordBody::Duplicate(m) => m.original_seq = -5,
+            },
+            _ => {}
+        }
+        let mut datum = record.to_avro_datum();
+        for (at, op, byte) in &edits {
+            if datum.is_empty() {
+                break;
+            }
+            let i = at.index(datum.len());
+            match op {
+                0 => datum[i] ^= byte | 1,
+                1 => datum.truncate(i),
+                2 => datum.insert(i, *byte),
+                _ => {
+                    datum.remove(i);
+                }
+            }
+        }
+        let strict = LedgerRecord::from_avro_datum_prefix(&datum);
+        let fast = hash_record_datum(&datum, &mut DatumScratch::default());
+        match (&strict, &fast) {
+            (Ok((r, len)), Ok(d)) => {
+                prop_assert_eq!(*len, d.len);
+                prop_assert_eq!(r.compute_hash().unwrap(), d.computed);
+                prop_assert_eq!((r.seq, r.prev_hash, r.hash), (d.seq, d.prev_hash, d.hash));
+            }
+            (Err(_), Err(_)) => {}
+            _ => prop_assert!(false, "strict {:?} but fast {:?}", strict.map(|(_, l)| l), fast.map(|d| d.len)),
+        }
+    }
 }
 
 /// A record that breaks `check` is refused by every path, as before.
@@ -414,6 +489,7 @@ fn invalid_records_are_refused_by_every_path() {
     assert_eq!(r.compute_hash_with(&mut buf).unwrap_err().field, "seq");
     assert_eq!(r.write_canonical(&mut buf).unwrap_err().field, "seq");
     assert_eq!(buf, b"kept", "nothing written for a refused record");
+    assert!(hash_record_datum(&r.to_avro_datum(), &mut DatumScratch::default()).is_err());
 }
 
 /// Every fixed member name of every object, present and absent, against the reference on
@@ -586,5 +662,7 @@ fn every_kind_and_body_by_example() {
         let reference = String::from_utf8(r.canonical_bytes_reference().unwrap()).unwrap();
         assert_eq!(fast, reference);
         assert_eq!(r.hash, hash_of(&r.prev_hash, reference.as_bytes()));
+        let d = hash_record_datum(&r.to_avro_datum(), &mut DatumScratch::default()).unwrap();
+        assert_eq!(d.computed, r.hash);
     }
 }

@@ -151,14 +151,14 @@ pub(crate) fn put_record<S: Sink>(out: &mut S, r: &LedgerRecord) {
 
 /// An object being written: members must come in canonical order; optional ones may be
 /// skipped, so the comma depends on what came before.
-struct Obj<'a, S: Sink> {
+pub(super) struct Obj<'a, S: Sink> {
     out: &'a mut S,
     first: bool,
 }
 
 impl<'a, S: Sink> Obj<'a, S> {
     #[inline]
-    fn open(out: &'a mut S) -> Self {
+    pub(super) fn open(out: &'a mut S) -> Self {
         out.put(b"{");
         Self { out, first: true }
     }
@@ -166,7 +166,7 @@ impl<'a, S: Sink> Obj<'a, S> {
     /// Starts a member: writes the comma if needed and `"name":`. `name` is one of our fixed
     /// member names (ASCII, nothing to escape).
     #[inline(always)]
-    fn key(&mut self, name: &str) -> &mut S {
+    pub(super) fn key(&mut self, name: &str) -> &mut S {
         if self.first {
             self.first = false;
             self.out.put(b"\"");
@@ -179,8 +179,16 @@ impl<'a, S: Sink> Obj<'a, S> {
     }
 
     #[inline]
-    fn str(&mut self, name: &str, v: &str) {
+    pub(super) fn str(&mut self, name: &str, v: &str) {
         put_str(self.key(name), v);
+    }
+
+    /// An optional member given as `Option<&str>`.
+    #[inline]
+    pub(super) fn opt_str(&mut self, name: &str, v: Option<&str>) {
+        if let Some(v) = v {
+            self.str(name, v);
+        }
     }
 
     #[inline]
@@ -191,7 +199,7 @@ impl<'a, S: Sink> Obj<'a, S> {
     }
 
     #[inline]
-    fn int(&mut self, name: &str, v: i64) {
+    pub(super) fn int(&mut self, name: &str, v: i64) {
         put_int(self.key(name), v);
     }
 
@@ -201,7 +209,7 @@ impl<'a, S: Sink> Obj<'a, S> {
     }
 
     #[inline]
-    fn close(self) {
+    pub(super) fn close(self) {
         self.out.put(b"}");
     }
 }
@@ -553,7 +561,7 @@ fn hex_digit(nibble: u8) -> u8 {
 }
 
 /// A hash as a JSON string of lowercase hex.
-fn put_hex<S: Sink>(out: &mut S, h: &LedgerHash) {
+pub(super) fn put_hex<S: Sink>(out: &mut S, h: &LedgerHash) {
     let mut buf = [0u8; 66];
     let mut slots = buf.iter_mut();
     if let Some(q) = slots.next() {

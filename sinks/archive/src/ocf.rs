@@ -233,6 +233,13 @@ impl<'a> Container<'a> {
 
 /// Decompresses one zstd block, refusing more than [`MAX_BLOCK_BYTES`].
 pub fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut d = BlockDecompressor::new()?;
+    d.decompress(data)?;
+    Ok(d.buf)
+}
+
+/// The declared size of a block's zstd frame, if it is within [`MAX_BLOCK_BYTES`].
+fn frame_size(data: &[u8]) -> Result<usize, String> {
     let size = zstd::zstd_safe::get_frame_content_size(data)
         .map_err(|_| "not a zstd frame".to_owned())?
         .ok_or("zstd frame without content size")?;
@@ -242,11 +249,47 @@ pub fn decompress(data: &[u8]) -> Result<Vec<u8>, String> {
             "block decompresses to {size} bytes, over the limit of {MAX_BLOCK_BYTES}"
         ));
     }
-    let out = zstd::bulk::decompress(data, size).map_err(|e| format!("zstd: {e}"))?;
-    if out.len() != size {
-        return Err("zstd frame shorter than its declared size".into());
+    Ok(size)
+}
+
+/// Decompresses the blocks of a segment one after the other with one zstd context and one
+/// output buffer (a fresh context and buffer per block cost a context setup and fresh pages
+/// each time). Same checks as [`decompress`].
+pub struct BlockDecompressor {
+    ctx: zstd::bulk::Decompressor<'static>,
+    buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for BlockDecompressor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockDecompressor")
+            .field("capacity", &self.buf.capacity())
+            .finish_non_exhaustive()
     }
-    Ok(out)
+}
+
+impl BlockDecompressor {
+    pub fn new() -> Result<Self, String> {
+        Ok(Self {
+            ctx: zstd::bulk::Decompressor::new().map_err(|e| format!("zstd: {e}"))?,
+            buf: Vec::new(),
+        })
+    }
+
+    /// The block's decompressed bytes (valid until the next call).
+    pub fn decompress(&mut self, data: &[u8]) -> Result<&[u8], String> {
+        let size = frame_size(data)?;
+        self.buf.clear();
+        self.buf.reserve(size);
+        let n = self
+            .ctx
+            .decompress_to_buffer(data, &mut self.buf)
+            .map_err(|e| format!("zstd: {e}"))?;
+        if n != size || self.buf.len() != size {
+            return Err("zstd frame shorter than its declared size".into());
+        }
+        Ok(&self.buf)
+    }
 }
 
 #[cfg(test)]

@@ -4,10 +4,11 @@
 //! Invariants: never panics on any bytes; every error names the byte offset in the segment
 //! and, when a record is involved, its index in the segment (0-based).
 
-use provenant_schemas::ledger::LedgerRecord;
+use provenant_schemas::canonical::{DatumScratch, hash_record_datum};
+use provenant_schemas::ledger::{InvalidRecord, LedgerHash, LedgerRecord};
 
 use crate::manifest::SegmentMeta;
-use crate::ocf::{self, Container};
+use crate::ocf::{BlockDecompressor, Container};
 
 /// Why a segment cannot be read (from this point on).
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -37,7 +38,7 @@ pub fn open_segment(bytes: &[u8]) -> Result<OpenedSegment<'_>, SegmentError> {
         message,
     };
     let container = Container::parse(bytes).map_err(|e| err(e.offset, e.message))?;
-    if container.meta_str("avro.codec") != Some(ocf::CODEC) {
+    if container.meta_str("avro.codec") != Some(crate::ocf::CODEC) {
         return Err(err(
             0,
             format!(
@@ -46,7 +47,7 @@ pub fn open_segment(bytes: &[u8]) -> Result<OpenedSegment<'_>, SegmentError> {
             ),
         ));
     }
-    let ours: Option<serde_json::Value> = ocf::ledger_record_schema_json()
+    let ours: Option<serde_json::Value> = crate::ocf::ledger_record_schema_json()
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok());
     let theirs: Option<serde_json::Value> = container
@@ -58,7 +59,7 @@ pub fn open_segment(bytes: &[u8]) -> Result<OpenedSegment<'_>, SegmentError> {
             "avro.schema is not the io.provenant.v1.LedgerRecord schema".into(),
         ));
     }
-    let (meta, meta_error) = match container.meta_str(ocf::META_SEGMENT) {
+    let (meta, meta_error) = match container.meta_str(crate::ocf::META_SEGMENT) {
         None => (None, Some("no provenant.segment metadata".to_owned())),
         Some(s) => match serde_json::from_str::<SegmentMeta>(s) {
             Ok(m) => (Some(m), None),
@@ -78,7 +79,92 @@ pub fn each_record(
     seg: &OpenedSegment<'_>,
     mut f: impl FnMut(u64, u64, LedgerRecord) -> Result<(), SegmentError>,
 ) -> Result<u64, SegmentError> {
+    each_datum(seg, |index, block_offset, rest, _| {
+        // Avro datums are not length-prefixed: decoding one finds where it ends.
+        let (record, len) = LedgerRecord::from_avro_datum_prefix(rest)
+            .map_err(|e| undecodable(block_offset, index, &e))?;
+        f(index, block_offset, record)?;
+        Ok(len)
+    })
+}
+
+/// A record's chain fields and its hash recomputed from its content ([`each_record_hash`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RecordHash {
+    pub seq: i64,
+    pub prev_hash: LedgerHash,
+    /// The hash stored in the record.
+    pub hash: LedgerHash,
+    /// The hash of the record's content (an error if the record breaks the ledger rules).
+    pub computed: Result<LedgerHash, InvalidRecord>,
+}
+
+/// Like [`each_record`], for `verify`: calls `f(index, block offset, hashes)` for every record
+/// in order, with the hash recomputed from the record's content. The hash is computed straight
+/// from the Avro datum ([`hash_record_datum`], no decoded record); a record for which that
+/// fails or whose hash differs is read again with the strict decoder and hashed with
+/// `compute_hash`, so the verdict and the error of a bad record are exactly those of
+/// [`each_record`].
+pub fn each_record_hash(
+    seg: &OpenedSegment<'_>,
+    mut f: impl FnMut(u64, u64, RecordHash) -> Result<(), SegmentError>,
+) -> Result<u64, SegmentError> {
+    each_datum(seg, |index, block_offset, rest, scratch| {
+        let (hashes, len) = match hash_record_datum(rest, scratch) {
+            Ok(d) if d.computed == d.hash => (
+                RecordHash {
+                    seq: d.seq,
+                    prev_hash: d.prev_hash,
+                    hash: d.hash,
+                    computed: Ok(d.computed),
+                },
+                d.len,
+            ),
+            _ => {
+                let (record, len) = LedgerRecord::from_avro_datum_prefix(rest)
+                    .map_err(|e| undecodable(block_offset, index, &e))?;
+                (
+                    RecordHash {
+                        seq: record.seq,
+                        prev_hash: record.prev_hash,
+                        hash: record.hash,
+                        computed: record.compute_hash(),
+                    },
+                    len,
+                )
+            }
+        };
+        f(index, block_offset, hashes)?;
+        Ok(len)
+    })
+}
+
+fn undecodable(block_offset: u64, index: u64, e: &provenant_schemas::EventError) -> SegmentError {
+    SegmentError {
+        byte_offset: block_offset,
+        record_index: Some(index),
+        message: format!("record does not decode: {e}"),
+    }
+}
+
+/// Walks the datums of every block: `each(index, block offset, rest of the block, scratch)`
+/// reads the datum at the start of `rest` and returns its length. Checks that the blocks hold
+/// exactly the records they announce.
+fn each_datum(
+    seg: &OpenedSegment<'_>,
+    mut each: impl for<'b> FnMut(
+        u64,
+        u64,
+        &'b [u8],
+        &mut DatumScratch<'b>,
+    ) -> Result<usize, SegmentError>,
+) -> Result<u64, SegmentError> {
     let mut index = 0u64;
+    let mut zstd = BlockDecompressor::new().map_err(|m| SegmentError {
+        byte_offset: 0,
+        record_index: None,
+        message: m,
+    })?;
     for block in seg.container.blocks() {
         let block = block.map_err(|e| SegmentError {
             byte_offset: e.offset,
@@ -90,16 +176,16 @@ pub fn each_record(
             record_index: Some(index),
             message,
         };
-        let data = ocf::decompress(block.data).map_err(|m| at(format!("block: {m}"), index))?;
-        let mut rest = data.as_slice();
+        let data = zstd
+            .decompress(block.data)
+            .map_err(|m| at(format!("block: {m}"), index))?;
+        let mut scratch = DatumScratch::default();
+        let mut rest = data;
         for _ in 0..block.count {
-            // Avro datums are not length-prefixed: decoding one finds where it ends.
-            let (record, len) = LedgerRecord::from_avro_datum_prefix(rest)
-                .map_err(|e| at(format!("record does not decode: {e}"), index))?;
+            let len = each(index, block.offset, rest, &mut scratch)?;
             rest = rest
                 .get(len..)
                 .ok_or_else(|| at("truncated".into(), index))?;
-            f(index, block.offset, record)?;
             index += 1;
         }
         if !rest.is_empty() {

@@ -7,7 +7,9 @@
 //! * each segment's SHA-256 and size against its manifest, its Avro header (codec, schema) and
 //!   its `provenant.segment` description against the manifest;
 //! * every record: it decodes, its seq is the next one, its `prev_hash` is the hash before it
-//!   and its `hash` is recomputed from its contents (the canonical bytes of the schema crate);
+//!   and its `hash` is recomputed from its contents (the canonical bytes of the schema crate,
+//!   computed straight from the Avro datum; a record that fails is read again with the strict
+//!   decoder for the verdict and the message: [`crate::read::each_record_hash`]);
 //! * across segments: seqs are contiguous from 0 (a deleted segment is a gap) and the chain
 //!   continues (first `prev_hash` = previous segment's last hash);
 //! * the RFC 6962 tree: starting from the previous manifest's frontier (empty at seq 0), the
@@ -41,7 +43,7 @@ use crate::layout::{self, ObjectKind};
 use crate::manifest::{Manifest, MerkleJson};
 use crate::merkle::{self, Frontier, Hash};
 use crate::note::{SignedCheckpoint, VerifierKey};
-use crate::read::{SegmentError, each_record, open_segment};
+use crate::read::{SegmentError, each_record_hash, open_segment};
 use crate::store::ArchiveStore;
 
 /// Progress of a run, for a progress bar.
@@ -752,7 +754,7 @@ fn check_segment(
     let keep = t.keep_leaves;
     let mut leaves = Vec::new();
     let mut record_check = Check::SegmentFormat;
-    let walked = each_record(&seg, |index, block_offset, r| {
+    let walked = each_record_hash(&seg, |index, block_offset, r| {
         let at = |message: String| SegmentError {
             byte_offset: block_offset,
             record_index: Some(index),
@@ -774,7 +776,7 @@ fn check_segment(
                 "prev_hash is not the hash of the record before it (a record was removed, inserted or reordered)".into(),
             ));
         }
-        match r.compute_hash() {
+        match r.computed {
             Ok(h) if h == r.hash => {}
             Ok(_) => {
                 record_check = Check::RecordHash;
