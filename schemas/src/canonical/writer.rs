@@ -562,20 +562,14 @@ fn hex_digit(nibble: u8) -> u8 {
 
 /// A hash as a JSON string of lowercase hex.
 pub(super) fn put_hex<S: Sink>(out: &mut S, h: &LedgerHash) {
-    let mut buf = [0u8; 66];
-    let mut slots = buf.iter_mut();
-    if let Some(q) = slots.next() {
-        *q = b'"';
-    }
-    for b in h {
-        for nibble in [b >> 4, b & 0xf] {
-            if let Some(slot) = slots.next() {
-                *slot = hex_digit(nibble);
+    let mut buf = [b'"'; 66];
+    if let Some(digits) = buf.get_mut(1..65) {
+        for (pair, b) in digits.chunks_exact_mut(2).zip(h) {
+            if let [hi, lo] = pair {
+                *hi = hex_digit(b >> 4);
+                *lo = hex_digit(b & 0xf);
             }
         }
-    }
-    if let Some(q) = slots.next() {
-        *q = b'"';
     }
     out.put(&buf);
 }
