@@ -56,6 +56,23 @@ fn quick_json_has_every_key_with_ours_baseline_ratio_unit() {
         "{pr}"
     );
     assert_eq!(v["verify_vs_sha256sum"]["unit"], "MB/s");
+    // Both corpora, side by side: the realistic one is the headline, the template one nested.
+    let verify = &v["verify_vs_sha256sum"];
+    assert_eq!(verify["corpus"], "realistic", "{verify}");
+    let template = &verify["template_corpus"];
+    assert_eq!(template["corpus"], "template", "{verify}");
+    for m in [verify, template] {
+        assert!(m["ours"].as_f64().unwrap() > 0.0, "{m}");
+        assert!(m["baseline"].as_f64().unwrap() > 0.0, "{m}");
+        assert_eq!(m["records"].as_u64(), Some(4000), "{m}");
+        let stored = m["bytes_stored_per_record"].as_f64().unwrap();
+        let canonical = m["canonical_bytes_per_record"].as_f64().unwrap();
+        assert!(stored > 10.0 && canonical > stored, "{m}");
+    }
+    assert!(
+        verify["bytes_stored_per_record"].as_f64() > template["bytes_stored_per_record"].as_f64(),
+        "random ids and digests compress less than the template: {verify}"
+    );
     assert_eq!(v["lineage_query_p99_ms"]["unit"], "ms");
     assert!(v["lineage_query_p99_ms"]["events"].as_u64().unwrap() >= 3000);
     #[cfg(not(feature = "vrl-bench"))]

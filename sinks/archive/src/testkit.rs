@@ -1,19 +1,37 @@
 //! Ledger data for tests and benchmarks: a generator of one partition's valid entries (fences
 //! and chained event records, as the processor writes them) and a SeaweedFS launcher.
 //!
-//! Not for production code: it builds events from a template and panics on nothing but
-//! returns errors as strings.
+//! Two corpora ([`Corpus`]): the **template** one (deploy events from one template: sequential
+//! ids, one timestamp, 256 distinct digests; compresses to ~64 bytes per record), used by the
+//! tests, and the **realistic** one ([`LedgerGen::realistic`]): build, artifact, deploy and
+//! runtime events as CI/CD producers send them (random UUIDv4 ids, random digests and commit
+//! SHAs, advancing timestamps, redacted actors) with the links the processor adds, resolved
+//! with their targets' hashes. Both are deterministic: the realistic one draws from a seeded
+//! SplitMix64, so a seed gives the same corpus on every machine.
+//!
+//! Not for production code: it panics on nothing but returns errors as strings.
+
+use std::collections::{HashMap, VecDeque};
 
 use provenant_schemas::canonical::{ChainHead, chain_next};
 use provenant_schemas::ledger::{
-    EventRecord, Fence, LedgerEntry, LedgerRecord, Link, LinkStatus, RecordBody, Redaction,
-    RedactionAction,
+    EventRecord, Fence, LedgerEntry, LedgerHash, LedgerRecord, Link, LinkStatus, RecordBody,
+    Redaction, RedactionAction,
 };
 use provenant_schemas::validity::ReaderState;
 use provenant_schemas::{Event, Limits, Relation};
 
-/// Generates one partition's ledger: fences and chained deploy-event records, each with its
-/// ledger offset, tracking the reader state a runner would pass to the sink.
+/// Which records a [`LedgerGen`] writes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Corpus {
+    /// Deploy events from one template ([`deploy_event`]): highly compressible.
+    Template,
+    /// CI/CD events as real producers send them, from this PRNG seed ([`LedgerGen::realistic`]).
+    Realistic { seed: u64 },
+}
+
+/// Generates one partition's ledger: fences and chained event records, each with its ledger
+/// offset, tracking the reader state a runner would pass to the sink.
 #[derive(Clone, Debug)]
 pub struct LedgerGen {
     pub partition: u32,
@@ -22,10 +40,12 @@ pub struct LedgerGen {
     offset: u64,
     raw: i64,
     state: ReaderState,
+    realistic: Option<Box<Realistic>>,
 }
 
 impl LedgerGen {
-    /// An empty partition; the first call should be [`LedgerGen::fence`].
+    /// An empty partition of the template corpus; the first call should be
+    /// [`LedgerGen::fence`].
     pub fn new(partition: u32) -> Self {
         Self {
             partition,
@@ -34,6 +54,27 @@ impl LedgerGen {
             offset: 0,
             raw: 0,
             state: ReaderState::START,
+            realistic: None,
+        }
+    }
+
+    /// An empty partition of the realistic corpus drawn from `seed` (each partition draws its
+    /// own stream from it).
+    pub fn realistic(partition: u32, seed: u64) -> Self {
+        Self {
+            realistic: Some(Box::new(Realistic::new(
+                partition,
+                seed ^ u64::from(partition).wrapping_mul(0xA076_1D64_78BD_642F),
+            ))),
+            ..Self::new(partition)
+        }
+    }
+
+    /// An empty partition of `corpus`.
+    pub fn with_corpus(partition: u32, corpus: Corpus) -> Self {
+        match corpus {
+            Corpus::Template => Self::new(partition),
+            Corpus::Realistic { seed } => Self::realistic(partition, seed),
         }
     }
 
@@ -60,31 +101,19 @@ impl LedgerGen {
         self.state.ledger_offset = self.offset;
     }
 
-    /// The next chained record: a deploy event with id `ev-p<partition>-<seq>`.
+    /// The next chained record: in the template corpus a deploy event with id
+    /// `ev-p<partition>-<seq>`, in the realistic one the next event of its CI/CD stream.
     pub fn record(&mut self) -> Result<(u64, LedgerEntry), String> {
         let seq = self.head.next_seq;
-        let event = deploy_event(self.partition, seq)?;
-        let body = RecordBody::Event(EventRecord {
-            event,
-            redactions: vec![Redaction {
-                path: "data.actor".into(),
-                detector: "email".into(),
-                action: RedactionAction::Token,
-            }],
-            links: vec![Link {
-                relation: Relation::Runs,
-                target: format!(
-                    "artifact:sha256:{}",
-                    hex::encode([u8::try_from(seq % 256).unwrap_or(0); 32])
-                ),
-                status: LinkStatus::Pending,
-                target_hash: None,
-                target_partition: None,
-                target_seq: None,
-            }],
-        });
+        let body = match self.realistic.as_mut() {
+            Some(stream) => stream.next_body(self.partition)?,
+            None => template_body(self.partition, seq)?,
+        };
         let r: LedgerRecord =
             chain_next(&self.head, self.raw, self.epoch.max(0), body).map_err(|e| e.to_string())?;
+        if let Some(stream) = self.realistic.as_mut() {
+            stream.sealed(&r);
+        }
         self.head = ChainHead::after(&r);
         let off = self.offset;
         self.offset += 1;
@@ -116,6 +145,26 @@ pub async fn build_archive(
     partitions: u32,
     rotate_records: u64,
 ) -> Result<Vec<crate::SegmentInfo>, String> {
+    build_archive_of(
+        store,
+        key,
+        Corpus::Template,
+        records,
+        partitions,
+        rotate_records,
+    )
+    .await
+}
+
+/// [`build_archive`] with the records of `corpus`.
+pub async fn build_archive_of(
+    store: crate::ArchiveStore,
+    key: crate::ArchiveKey,
+    corpus: Corpus,
+    records: usize,
+    partitions: u32,
+    rotate_records: u64,
+) -> Result<Vec<crate::SegmentInfo>, String> {
     let cfg = crate::ArchiveConfig {
         archive_id: "bench".into(),
         rotate_records,
@@ -126,7 +175,7 @@ pub async fn build_archive(
     let per = records / parts as usize;
     for p in 0..parts {
         sink.resume(p).await.map_err(|e| e.to_string())?;
-        let mut g = LedgerGen::new(p);
+        let mut g = LedgerGen::with_corpus(p, corpus);
         let mut batch = vec![g.fence()];
         let mut left = per;
         while left > 0 {
@@ -161,6 +210,29 @@ pub fn segment_files(root: &std::path::Path) -> Result<Vec<std::path::PathBuf>, 
     Ok(out)
 }
 
+/// The template corpus's record body: [`deploy_event`] with one redaction and one pending link.
+fn template_body(partition: u32, seq: i64) -> Result<RecordBody, String> {
+    Ok(RecordBody::Event(EventRecord {
+        event: deploy_event(partition, seq)?,
+        redactions: vec![Redaction {
+            path: "data.actor".into(),
+            detector: "email".into(),
+            action: RedactionAction::Token,
+        }],
+        links: vec![Link {
+            relation: Relation::Runs,
+            target: format!(
+                "artifact:sha256:{}",
+                hex::encode([u8::try_from(seq % 256).unwrap_or(0); 32])
+            ),
+            status: LinkStatus::Pending,
+            target_hash: None,
+            target_partition: None,
+            target_seq: None,
+        }],
+    }))
+}
+
 /// A valid deploy event with id `ev-p<partition>-<seq>`.
 pub fn deploy_event(partition: u32, seq: i64) -> Result<Event, String> {
     let v = serde_json::json!({
@@ -181,6 +253,392 @@ pub fn deploy_event(partition: u32, seq: i64) -> Result<Event, String> {
         }
     });
     Event::from_json(v.to_string().as_bytes(), &Limits::DEFAULT).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The realistic corpus
+
+/// SplitMix64 (Steele, Lea and Flood): a tiny PRNG whose output is fixed by its seed on every
+/// platform and version, so a corpus can be reproduced exactly.
+#[derive(Clone, Debug)]
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `0..n` (n ≥ 1; the modulo bias is irrelevant here).
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+
+    /// True with probability `percent` / 100.
+    fn chance(&mut self, percent: u64) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        let i = usize::try_from(self.below(items.len() as u64)).unwrap_or(0);
+        items.get(i).copied().unwrap_or("")
+    }
+
+    /// `n` random lowercase hex digits.
+    fn hex(&mut self, n: usize) -> String {
+        let mut s = String::with_capacity(n + 16);
+        while s.len() < n {
+            s.push_str(&format!("{:016x}", self.next()));
+        }
+        s.truncate(n);
+        s
+    }
+
+    /// `n` random characters of `[a-z0-9]` (a Kubernetes pod suffix).
+    fn alnum(&mut self, n: usize) -> String {
+        const CHARS: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
+        (0..n)
+            .map(|_| {
+                let i = usize::try_from(self.below(36)).unwrap_or(0);
+                char::from(CHARS.get(i).copied().unwrap_or(b'a'))
+            })
+            .collect()
+    }
+
+    /// A random (version 4, RFC 9562 variant) UUID in its usual text form.
+    fn uuid4(&mut self) -> String {
+        let (a, b) = (self.next(), self.next());
+        format!(
+            "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+            a >> 32,
+            (a >> 16) & 0xffff,
+            a & 0xfff,
+            0x8000 | (b >> 48) & 0x3fff,
+            b & 0xffff_ffff_ffff
+        )
+    }
+}
+
+const SERVICES: [&str; 12] = [
+    "checkout",
+    "payments",
+    "catalog",
+    "search",
+    "accounts",
+    "orders",
+    "shipping",
+    "inventory",
+    "pricing",
+    "notifications",
+    "gateway",
+    "recommendations",
+];
+const REGIONS: [&str; 4] = ["eu-west-1", "us-east-1", "us-west-2", "ap-southeast-1"];
+const MESSAGES: [&str; 4] = [
+    "container started",
+    "readiness probe passed",
+    "serving traffic",
+    "rolled out to all replicas",
+];
+
+/// One event of a cycle, not yet generated.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    Build,
+    Artifact,
+    Deploy { production: bool },
+    Runtime,
+}
+
+/// The state of one partition's CI/CD stream: a cycle of build → artifact → deploys → runtime
+/// events per service release, the entities seen so far (for resolved links) and a clock.
+#[derive(Clone, Debug)]
+struct Realistic {
+    rng: SplitMix64,
+    /// Unix milliseconds of the next event.
+    clock_ms: i64,
+    steps: VecDeque<Step>,
+    /// The release in progress.
+    service: &'static str,
+    commit_sha: String,
+    build_id: String,
+    run_url: String,
+    digest: String,
+    version: String,
+    environment: &'static str,
+    deploy_id: String,
+    /// Latest deployment id per (service, environment): the `previous_deploy_id` of the next.
+    current: HashMap<(&'static str, &'static str), String>,
+    /// Entity key → (record hash, seq) of the record that introduced it.
+    seen: HashMap<String, (LedgerHash, i64)>,
+    /// Actor tokens (the processor's keyed HMAC of each developer's e-mail address).
+    actors: Vec<String>,
+    /// The subject entity key of the body handed out last, registered once it is sealed.
+    subject: Option<String>,
+}
+
+impl Realistic {
+    fn new(partition: u32, seed: u64) -> Self {
+        let mut rng = SplitMix64(seed);
+        let actors = (0..24).map(|_| format!("hmac:{}", rng.hex(16))).collect();
+        // 2026-11-23T08:00:00Z, plus a partition-dependent offset.
+        let clock_ms = 1_795_420_800_000 + i64::from(partition) * 3_600_000;
+        Self {
+            rng,
+            clock_ms,
+            steps: VecDeque::new(),
+            service: SERVICES[0],
+            commit_sha: String::new(),
+            build_id: String::new(),
+            run_url: String::new(),
+            digest: String::new(),
+            version: String::new(),
+            environment: "staging",
+            deploy_id: String::new(),
+            current: HashMap::new(),
+            seen: HashMap::new(),
+            actors,
+            subject: None,
+        }
+    }
+
+    /// Starts the next release: a build, its artifact, a staging deploy (and, for most, a
+    /// production one), each followed by a few instances reporting in.
+    fn plan_cycle(&mut self) {
+        let i = usize::try_from(self.rng.below(SERVICES.len() as u64)).unwrap_or(0);
+        self.service = SERVICES.get(i).copied().unwrap_or("checkout");
+        self.commit_sha = self.rng.hex(40);
+        let run_id = 10_000_000_000 + self.rng.below(9_000_000_000);
+        self.build_id = format!("github:acme/{}/{run_id}/1", self.service);
+        self.run_url = format!(
+            "https://github.com/acme/{}/actions/runs/{run_id}",
+            self.service
+        );
+        self.digest = self.rng.hex(64);
+        self.version = format!(
+            "{}.{}.{}",
+            1 + self.rng.below(3),
+            self.rng.below(40),
+            self.rng.below(200)
+        );
+        self.steps.push_back(Step::Build);
+        self.steps.push_back(Step::Artifact);
+        for production in [false, true] {
+            if production && self.rng.chance(35) {
+                break;
+            }
+            self.steps.push_back(Step::Deploy { production });
+            for _ in 0..1 + self.rng.below(4) {
+                self.steps.push_back(Step::Runtime);
+            }
+        }
+    }
+
+    fn timestamp(&mut self) -> String {
+        self.clock_ms += i64::try_from(200 + self.rng.below(45_000)).unwrap_or(0);
+        chrono::DateTime::from_timestamp_millis(self.clock_ms)
+            .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string())
+            .unwrap_or_default()
+    }
+
+    fn actor(&mut self) -> String {
+        let i = usize::try_from(self.rng.below(self.actors.len() as u64)).unwrap_or(0);
+        self.actors.get(i).cloned().unwrap_or_default()
+    }
+
+    /// A link to `target`: resolved with its record's hash if this stream has seen it (the
+    /// processor's entity state), pending otherwise.
+    fn link(&self, partition: u32, relation: Relation, target: String) -> Link {
+        match self.seen.get(&target) {
+            Some((hash, seq)) => Link {
+                relation,
+                target,
+                status: LinkStatus::Resolved,
+                target_hash: Some(*hash),
+                target_partition: Some(i32::try_from(partition).unwrap_or(i32::MAX)),
+                target_seq: Some(*seq),
+            },
+            None => Link {
+                relation,
+                target,
+                status: LinkStatus::Pending,
+                target_hash: None,
+                target_partition: None,
+                target_seq: None,
+            },
+        }
+    }
+
+    fn actor_redaction() -> Redaction {
+        Redaction {
+            path: "data.actor".into(),
+            detector: "email".into(),
+            action: RedactionAction::Token,
+        }
+    }
+
+    /// The next record body of the stream.
+    fn next_body(&mut self, partition: u32) -> Result<RecordBody, String> {
+        if self.steps.is_empty() {
+            self.plan_cycle();
+        }
+        let step = self.steps.pop_front().unwrap_or(Step::Build);
+        let id = self.rng.uuid4();
+        let time = self.timestamp();
+        let svc = self.service;
+        let (ce_type, source, data, redactions, links, subject) = match step {
+            Step::Build => {
+                let branch = if self.rng.chance(70) {
+                    "main".to_owned()
+                } else {
+                    format!("feature/{}-{}", svc, self.rng.below(5000))
+                };
+                let data = serde_json::json!({
+                    "commit_sha": self.commit_sha,
+                    "branch": branch,
+                    "build_id": self.build_id,
+                    "build_timestamp": time,
+                    "actor": self.actor(),
+                    "pipeline_url": self.run_url,
+                    "repo_url": format!("https://github.com/acme/{svc}"),
+                    "artifact_digest": format!("sha256:{}", self.digest),
+                    "annotations": {"runner": "ubuntu-24.04", "workflow": "release.yml"}
+                });
+                // build → commit is not linked (commits are not ledger entities).
+                (
+                    "build",
+                    format!("https://github.com/acme/{svc}/actions"),
+                    data,
+                    vec![Self::actor_redaction()],
+                    Vec::new(),
+                    format!("build:{}", self.build_id),
+                )
+            }
+            Step::Artifact => {
+                let data = serde_json::json!({
+                    "artifact_digest": format!("sha256:{}", self.digest),
+                    "build_id": self.build_id,
+                    "commit_sha": self.commit_sha,
+                    "name": format!("ghcr.io/acme/{svc}:{}", self.version),
+                    "annotations": {"sbom": "spdx-2.3", "slsa_level": "3"}
+                });
+                let links = vec![self.link(
+                    partition,
+                    Relation::BuiltBy,
+                    format!("build:{}", self.build_id),
+                )];
+                (
+                    "artifact",
+                    format!("https://github.com/acme/{svc}/actions"),
+                    data,
+                    Vec::new(),
+                    links,
+                    format!("artifact:sha256:{}", self.digest),
+                )
+            }
+            Step::Deploy { production } => {
+                self.environment = if production { "production" } else { "staging" };
+                let env = self.environment;
+                self.deploy_id = self.rng.uuid4();
+                let previous = self.current.insert((svc, env), self.deploy_id.clone());
+                let mut data = serde_json::json!({
+                    "deploy_id": self.deploy_id,
+                    "artifact_digest": format!("sha256:{}", self.digest),
+                    "environment": env,
+                    "service": svc,
+                    "deploy_timestamp": time,
+                    "actor": self.actor(),
+                    "config_hash": format!("sha256:{}", self.rng.hex(64)),
+                    "pipeline_url": self.run_url,
+                    "annotations": {
+                        "change": format!("CHG-{}", 100_000 + self.rng.below(900_000)),
+                        "region": self.rng.pick(&REGIONS)
+                    }
+                });
+                let mut links = vec![self.link(
+                    partition,
+                    Relation::Runs,
+                    format!("artifact:sha256:{}", self.digest),
+                )];
+                if let Some(prev) = previous {
+                    links.push(self.link(partition, Relation::Replaces, format!("deploy:{prev}")));
+                    if let Some(obj) = data.as_object_mut() {
+                        obj.insert("previous_deploy_id".into(), prev.into());
+                    }
+                }
+                (
+                    "deploy",
+                    format!("https://deploy.acme.example/{env}"),
+                    data,
+                    vec![Self::actor_redaction()],
+                    links,
+                    format!("deploy:{}", self.deploy_id),
+                )
+            }
+            Step::Runtime => {
+                let env = self.environment;
+                let instance = format!("{svc}-{}-{}", self.rng.hex(10), self.rng.alnum(5));
+                let data = serde_json::json!({
+                    "instance_id": instance,
+                    "service": svc,
+                    "environment": env,
+                    "deploy_id": self.deploy_id,
+                    "artifact_digest": format!("sha256:{}", self.digest),
+                    "trace_id": self.rng.hex(32),
+                    "message": self.rng.pick(&MESSAGES),
+                    "annotations": {"node": format!("ip-10-{}-{}-{}.ec2.internal", self.rng.below(256), self.rng.below(256), self.rng.below(256))}
+                });
+                let links = vec![
+                    self.link(
+                        partition,
+                        Relation::StartedBy,
+                        format!("deploy:{}", self.deploy_id),
+                    ),
+                    self.link(
+                        partition,
+                        Relation::Runs,
+                        format!("artifact:sha256:{}", self.digest),
+                    ),
+                ];
+                (
+                    "runtime",
+                    format!("https://k8s.acme.example/{env}-{}", self.rng.pick(&REGIONS)),
+                    data,
+                    Vec::new(),
+                    links,
+                    format!("instance:{instance}"),
+                )
+            }
+        };
+        let v = serde_json::json!({
+            "specversion": "1.0",
+            "id": id,
+            "source": source,
+            "type": format!("io.provenant.{ce_type}.v1"),
+            "time": time,
+            "datacontenttype": "application/json",
+            "data": data,
+        });
+        let event = Event::from_json(v.to_string().as_bytes(), &Limits::DEFAULT)
+            .map_err(|e| e.to_string())?;
+        self.subject = Some(subject);
+        Ok(RecordBody::Event(EventRecord {
+            event,
+            redactions,
+            links,
+        }))
+    }
+
+    /// Registers the record just sealed from the last body: later links to its subject resolve
+    /// to it.
+    fn sealed(&mut self, r: &LedgerRecord) {
+        if let Some(subject) = self.subject.take() {
+            self.seen.insert(subject, (r.hash, r.seq));
+        }
+    }
 }
 
 /// A SeaweedFS server (`weed mini`) on free loopback ports, for tests against a real S3 server.
