@@ -2,11 +2,15 @@
 //! (`LedgerEntry::from_avro`, single-object) and an archive datum
 //! (`LedgerRecord::from_avro_datum`, no header). Never panics; an accepted record passes
 //! `check`, survives its own encodings, has canonical bytes (the same from its JSON form), and
-//! `verify_chain` accepts it exactly when its hash is right.
+//! `verify_chain` accepts it exactly when its hash is right. `verify`'s fast path
+//! (`hash_record_datum`, the hash straight from the datum) accepts exactly what the strict
+//! prefix decoder accepts, with the same length and `compute_hash`'s hash.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use provenant_schemas::canonical::{ChainHead, canonical_bytes_of_json, record_json, verify_chain};
+use provenant_schemas::canonical::{
+    ChainHead, DatumScratch, canonical_bytes_of_json, hash_record_datum, record_json, verify_chain,
+};
 use provenant_schemas::{LedgerEntry, LedgerRecord};
 
 fn record_holds(r: &LedgerRecord) {
@@ -43,5 +47,17 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(r) = LedgerRecord::from_avro_datum(data) {
         record_holds(&r);
+    }
+    let fast = hash_record_datum(data, &mut DatumScratch::default());
+    match LedgerRecord::from_avro_datum_prefix(data) {
+        Ok((r, len)) => {
+            let Ok(d) = fast else {
+                panic!("the strict decoder accepts a datum that hash_record_datum refuses");
+            };
+            assert_eq!(d.len, len);
+            assert_eq!(Ok(d.computed), r.compute_hash());
+            assert_eq!((d.seq, d.prev_hash, d.hash), (r.seq, r.prev_hash, r.hash));
+        }
+        Err(_) => assert!(fast.is_err()),
     }
 });
