@@ -3,7 +3,9 @@
 //! `cargo bench -p provenant-archive --bench archive`
 //!
 //! 1. **verify vs sha256sum.** Builds an archive of `ARCHIVE_BENCH_RECORDS` (default 200,000)
-//!    deploy-event records, 4 partitions, segments of 10,000 records, on the local disk; then, in
+//!    records of the template corpus (deploy events; `ARCHIVE_BENCH_CORPUS=realistic` for the
+//!    realistic one, see `testkit::Corpus`; `provenant bench` runs both), 4 partitions,
+//!    segments of 10,000 records, on the local disk; then, in
 //!    `ARCHIVE_BENCH_ROUNDS` (default 5) interleaved rounds, times `provenant_archive::verify`
 //!    (every check, signatures included, one task per core) and `sha256sum` over the very same
 //!    segment files. MB/s = 10^6 bytes of segment files (as stored, compressed) per second.
@@ -29,7 +31,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use provenant_archive::conformance::test_key;
-use provenant_archive::testkit::{LedgerGen, build_archive, segment_files};
+use provenant_archive::testkit::{Corpus, LedgerGen, build_archive_of, segment_files};
 use provenant_archive::verify::{VerifyOptions, verify};
 use provenant_archive::{ArchiveConfig, ArchiveSink, ArchiveStore, S3Options};
 
@@ -93,15 +95,28 @@ fn main() {
         let url = format!("file://{}", root.display());
         let store = ArchiveStore::open(&url, &S3Options::default()).unwrap();
         let t = Instant::now();
-        rt.block_on(build_archive(store.clone(), test_key(), records, 4, 10_000))
-            .unwrap();
+        let corpus = match std::env::var("ARCHIVE_BENCH_CORPUS").as_deref() {
+            Ok("realistic") => Corpus::Realistic {
+                seed: 0x5EED_2026_1123,
+            },
+            _ => Corpus::Template,
+        };
+        rt.block_on(build_archive_of(
+            store.clone(),
+            test_key(),
+            corpus,
+            records,
+            4,
+            10_000,
+        ))
+        .unwrap();
         let files = segment_files(&root).unwrap();
         let bytes: u64 = files
             .iter()
             .map(|f| std::fs::metadata(f).unwrap().len())
             .sum();
         eprintln!(
-            "built {records} records in {} segments, {bytes} bytes, in {:.1?}",
+            "built {records} records ({corpus:?}) in {} segments, {bytes} bytes, in {:.1?}",
             files.len(),
             t.elapsed()
         );
