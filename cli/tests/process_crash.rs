@@ -23,7 +23,6 @@
 mod common;
 
 use std::collections::HashSet;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -208,19 +207,7 @@ async fn kill_9_of_up_on_the_embedded_log_loses_no_acknowledged_event() {
         up.stop();
     };
     assert_eq!(stats.events, events as u64, "{stats:?}");
-    let verify = Command::new(env!("CARGO_BIN_EXE_provenant"))
-        .arg("verify")
-        .arg(data.path().join("archive"))
-        .arg("--pubkey")
-        .arg(data.path().join("keys").join("archive.pub"))
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
+    common::assert_up_archive_verifies(data.path());
 }
 
 async fn ledger_event_ids(log: &EmbeddedLog) -> HashSet<String> {

@@ -92,8 +92,44 @@ async fn append(dir: &std::path::Path, events: Vec<Event>) {
         .unwrap();
 }
 
-/// Every valid record of every partition: the archived ones, then the ledger's from the
-/// archive's newest reader state on. Also returns the ledger's start per partition.
+/// Every valid record of partition `p`: the archived ones, then the ledger's from the
+/// archive's newest reader state on; and the ledger's start.
+async fn partition_history<L: Log>(
+    log: &L,
+    store: &ArchiveStore,
+    p: u32,
+) -> (Vec<LedgerRecord>, u64) {
+    let mut records = Vec::new();
+    let state = provenant_archive::read::replay_partition(store, p, |r| {
+        records.push(r);
+        Ok(())
+    })
+    .await
+    .unwrap()
+    .unwrap_or(ReaderState::START);
+    let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
+    let mut reader = log
+        .reader(LEDGER_TOPIC, p, state.ledger_offset)
+        .await
+        .unwrap();
+    let mut v = Validator::new(state);
+    while reader.position() < wm.end {
+        for s in reader
+            .next_batch(1000, Duration::from_millis(500))
+            .await
+            .unwrap()
+        {
+            if let (Verdict::Valid, Some(LedgerEntry::Record(r))) =
+                v.observe_bytes(s.offset, &s.record.value)
+            {
+                records.push(r);
+            }
+        }
+    }
+    (records, wm.start)
+}
+
+/// [`partition_history`] of every partition of the embedded log in `dir`.
 async fn history(dir: &std::path::Path) -> (Vec<Vec<LedgerRecord>>, Vec<u64>) {
     let store = ArchiveStore::open(
         &dir.join("archive").display().to_string(),
@@ -103,35 +139,9 @@ async fn history(dir: &std::path::Path) -> (Vec<Vec<LedgerRecord>>, Vec<u64>) {
     let log = EmbeddedLog::open(dir.join("log"), config()).unwrap();
     let (mut all, mut starts) = (Vec::new(), Vec::new());
     for p in 0..PARTITIONS {
-        let mut records = Vec::new();
-        let state = provenant_archive::read::replay_partition(&store, p, |r| {
-            records.push(r);
-            Ok(())
-        })
-        .await
-        .unwrap()
-        .unwrap_or(ReaderState::START);
-        let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
-        starts.push(wm.start);
-        let mut reader = log
-            .reader(LEDGER_TOPIC, p, state.ledger_offset)
-            .await
-            .unwrap();
-        let mut v = Validator::new(state);
-        while reader.position() < wm.end {
-            for s in reader
-                .next_batch(1000, Duration::from_millis(200))
-                .await
-                .unwrap()
-            {
-                if let (Verdict::Valid, Some(LedgerEntry::Record(r))) =
-                    v.observe_bytes(s.offset, &s.record.value)
-                {
-                    records.push(r);
-                }
-            }
-        }
+        let (records, start) = partition_history(&log, &store, p).await;
         all.push(records);
+        starts.push(start);
     }
     (all, starts)
 }
@@ -288,55 +298,7 @@ async fn up_deletes_archived_ledger_and_the_processor_resumes_from_the_archive()
     assert!(ids.values().all(|n| *n == 1), "an event twice");
     assert_eq!(dups, 50);
 
-    let verify = std::process::Command::new(env!("CARGO_BIN_EXE_provenant"))
-        .arg("verify")
-        .arg(dir.join("archive"))
-        .arg("--pubkey")
-        .arg(dir.join("keys").join("archive.pub"))
-        .output()
-        .unwrap();
-    assert!(
-        verify.status.success(),
-        "verify: {}{}",
-        String::from_utf8_lossy(&verify.stdout),
-        String::from_utf8_lossy(&verify.stderr)
-    );
-}
-
-/// Everything `partition` 0 holds on dev-kafka: the archive's records, then the ledger's
-/// from the archive's newest state on; with the ledger's start.
-async fn kafka_history(
-    log: &provenant_kafka::KafkaLog,
-    store: &ArchiveStore,
-) -> (Vec<LedgerRecord>, ReaderState, u64) {
-    let mut records = Vec::new();
-    let state = provenant_archive::read::replay_partition(store, 0, |r| {
-        records.push(r);
-        Ok(())
-    })
-    .await
-    .unwrap()
-    .unwrap_or(ReaderState::START);
-    let wm = log.watermarks(LEDGER_TOPIC, 0).await.unwrap();
-    let mut reader = log
-        .reader(LEDGER_TOPIC, 0, state.ledger_offset)
-        .await
-        .unwrap();
-    let mut v = Validator::new(state);
-    while reader.position() < wm.end {
-        for s in reader
-            .next_batch(1000, Duration::from_millis(500))
-            .await
-            .unwrap()
-        {
-            if let (Verdict::Valid, Some(LedgerEntry::Record(r))) =
-                v.observe_bytes(s.offset, &s.record.value)
-            {
-                records.push(r);
-            }
-        }
-    }
-    (records, state, wm.start)
+    common::assert_up_archive_verifies(dir);
 }
 
 /// Waits until the archive accounts for every raw record appended so far (the processor and
@@ -440,7 +402,7 @@ async fn on_dev_kafka_a_new_processor_resumes_from_the_archive_once_the_ledger_h
     process.assert_running();
     sink.assert_running();
 
-    let (records, _, ledger_start) = kafka_history(&log, &store).await;
+    let (records, ledger_start) = partition_history(&log, &store, 0).await;
     assert!(ledger_start >= start && start > 0);
     let mut ids: HashMap<String, usize> = HashMap::new();
     let (mut dups, mut deploys) = (0, 0);

@@ -162,6 +162,24 @@ impl Drop for Up {
     }
 }
 
+/// `provenant verify DATA_DIR/archive --pubkey DATA_DIR/keys/archive.pub` passes (the archive
+/// and key of `provenant up --data-dir DATA_DIR`).
+pub fn assert_up_archive_verifies(data_dir: &std::path::Path) {
+    let verify = Command::new(env!("CARGO_BIN_EXE_provenant"))
+        .arg("verify")
+        .arg(data_dir.join("archive"))
+        .arg("--pubkey")
+        .arg(data_dir.join("keys").join("archive.pub"))
+        .output()
+        .unwrap();
+    assert!(
+        verify.status.success(),
+        "verify: {}{}",
+        String::from_utf8_lossy(&verify.stdout),
+        String::from_utf8_lossy(&verify.stderr)
+    );
+}
+
 /// A Provenant role (`provenant process`, `provenant sink archive|index`, …) as its own
 /// process, its stderr shown with the test's output. Killed (SIGKILL) and reaped on drop, so
 /// a failing test leaves nothing running; [`Role::stop`] stops it as an operator would.

@@ -240,24 +240,7 @@ async fn read_all(log: &EmbeddedLog, topic: &str) -> Vec<(u32, provenant_log::St
 }
 
 async fn valid_records(log: &EmbeddedLog, p: u32) -> Vec<LedgerRecord> {
-    let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
-    let mut r = log.reader(LEDGER_TOPIC, p, 0).await.unwrap();
-    let mut v = Validator::new(ReaderState::START);
-    let mut out = Vec::new();
-    while r.position() < wm.end {
-        for s in r
-            .next_batch(1000, Duration::from_millis(200))
-            .await
-            .unwrap()
-        {
-            if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
-                v.observe_bytes(s.offset, &s.record.value)
-            {
-                out.push(rec);
-            }
-        }
-    }
-    out
+    valid_records_after(log, p, ReaderState::START).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
