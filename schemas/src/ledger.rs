@@ -363,6 +363,46 @@ impl LedgerRecord {
     }
 }
 
+/// Which of the four kinds a record's body is, without the body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyKind {
+    Event,
+    Rejected,
+    Duplicate,
+    LinkResolution,
+}
+
+/// A record's chain fields and the kind of its body: everything the validity rule reads of
+/// a record except its hash check ([`crate::validity::Validator::observe_own_head`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecordHead {
+    pub seq: i64,
+    pub prev_hash: LedgerHash,
+    pub hash: LedgerHash,
+    pub raw_offset: i64,
+    pub writer_epoch: i64,
+    pub body: BodyKind,
+}
+
+impl LedgerRecord {
+    /// This record's [`RecordHead`].
+    pub fn head(&self) -> RecordHead {
+        RecordHead {
+            seq: self.seq,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+            raw_offset: self.raw_offset,
+            writer_epoch: self.writer_epoch,
+            body: match self.body {
+                RecordBody::Event(_) => BodyKind::Event,
+                RecordBody::Rejected(_) => BodyKind::Rejected,
+                RecordBody::Duplicate(_) => BodyKind::Duplicate,
+                RecordBody::LinkResolution(_) => BodyKind::LinkResolution,
+            },
+        }
+    }
+}
+
 impl LedgerEntry {
     /// Single-object encoding with the ledger entry schema (the value of a `prov.ledger`
     /// record).
@@ -380,6 +420,34 @@ impl LedgerEntry {
             }
         }
         w.into_bytes()
+    }
+
+    /// The head of the record in a single-object encoded ledger entry, reading nothing past
+    /// the body's kind; `None` for a fence or bytes that do not start like a record. It
+    /// checks neither the body nor the record's invariants, so only a reader of entries this
+    /// process wrote itself may take it for the record (the processor's entity-state
+    /// tailer, for its own partitions' records); every other reader decodes the whole entry
+    /// ([`LedgerEntry::from_avro`]). Allocates nothing.
+    pub fn peek_record_head(bytes: &[u8]) -> Option<RecordHead> {
+        let header = SchemaId::LedgerEntry.header();
+        let body = bytes.strip_prefix(&header[..])?;
+        let mut r = Reader::new(body, SchemaId::LedgerEntry);
+        if r.index("entry", 2).ok()? != 0 {
+            return None;
+        }
+        Some(RecordHead {
+            seq: r.long("seq").ok()?,
+            prev_hash: r.fixed("prev_hash").ok()?,
+            hash: r.fixed("hash").ok()?,
+            raw_offset: r.long("raw_offset").ok()?,
+            writer_epoch: r.long("writer_epoch").ok()?,
+            body: match r.index("body", 4).ok()? {
+                0 => BodyKind::Event,
+                1 => BodyKind::Rejected,
+                2 => BodyKind::Duplicate,
+                _ => BodyKind::LinkResolution,
+            },
+        })
     }
 
     /// Decodes a single-object encoded ledger entry and checks it ([`LedgerRecord::check`];

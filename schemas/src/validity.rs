@@ -20,7 +20,7 @@
 //! an entry depends only on the state before it and the entry.
 
 use crate::canonical::ChainHead;
-use crate::ledger::{Fence, LedgerEntry, LedgerRecord, WriterId};
+use crate::ledger::{BodyKind, Fence, LedgerEntry, LedgerRecord, RecordHead, WriterId};
 
 /// Where a reader of one ledger partition stands (DESIGN.md rule 6). Sinks store it with
 /// their output and resume from it; the processor rebuilds it on takeover.
@@ -178,6 +178,11 @@ impl Validator {
             LedgerEntry::Fence(f) => self.fence(f),
             LedgerEntry::Record(r) => self.record(r),
         };
+        self.settle(offset, verdict)
+    }
+
+    /// Moves past the entry at `offset` and counts it if ignored.
+    fn settle(&mut self, offset: u64, verdict: Verdict) -> Verdict {
         self.state.ledger_offset = offset.saturating_add(1).max(self.state.ledger_offset);
         if let Verdict::Ignored(reason) = verdict {
             self.count(reason);
@@ -218,6 +223,15 @@ impl Validator {
     }
 
     fn record(&mut self, r: &LedgerRecord) -> Verdict {
+        let check_hashes = self.check_hashes;
+        self.record_head(&r.head(), || {
+            !check_hashes || r.compute_hash().is_ok_and(|h| h == r.hash)
+        })
+    }
+
+    /// The rule for a record, from its head; `hash_ok` is asked only when everything else
+    /// holds.
+    fn record_head(&mut self, r: &RecordHead, hash_ok: impl FnOnce() -> bool) -> Verdict {
         let Some(epoch) = self.state.epoch() else {
             return Verdict::Ignored(IgnoreReason::NoFence);
         };
@@ -230,11 +244,14 @@ impl Validator {
         if r.prev_hash != self.state.head.head_hash {
             return Verdict::Ignored(IgnoreReason::PrevHashMismatch);
         }
-        if self.check_hashes && !r.compute_hash().is_ok_and(|h| h == r.hash) {
+        if !hash_ok() {
             return Verdict::Ignored(IgnoreReason::HashMismatch);
         }
-        self.state.head = ChainHead::after(r);
-        if !matches!(r.body, crate::ledger::RecordBody::LinkResolution(_)) {
+        self.state.head = ChainHead {
+            next_seq: r.seq.saturating_add(1),
+            head_hash: r.hash,
+        };
+        if r.body != BodyKind::LinkResolution {
             self.state.raw_offset = Some(
                 self.state
                     .raw_offset
@@ -242,6 +259,18 @@ impl Validator {
             );
         }
         Verdict::Valid
+    }
+
+    /// Applies the rule to a record this process wrote itself, known only by its head
+    /// ([`LedgerEntry::peek_record_head`]): the same decision [`Validator::observe`] makes
+    /// on the decoded record, as long as the body decodes, which the writer's own encoding
+    /// guarantees. There is no body to hash, so it is for readers that turned
+    /// [`Validator::check_hashes`] off; with it on, the record is treated as if its hash
+    /// failed to check, so a misuse cannot pass a record unchecked.
+    pub fn observe_own_head(&mut self, offset: u64, head: &RecordHead) -> Verdict {
+        let checked = !self.check_hashes;
+        let verdict = self.record_head(head, || checked);
+        self.settle(offset, verdict)
     }
 }
 
@@ -391,6 +420,89 @@ mod tests {
         );
         assert_eq!(v.ignored_total(), 4);
         assert_eq!(v.state().ledger_offset, 7);
+    }
+
+    #[test]
+    fn own_heads_are_decided_like_decoded_records() {
+        use crate::ledger::LinkResolution;
+        // Fences, a zombie, a duplicate append, a fork, a link resolution (which accounts for
+        // no raw offset): every kind of verdict a record can get without a hash check.
+        let mut entries = vec![fence(0, 1)];
+        let mut head = ChainHead::GENESIS;
+        for raw in 0..3 {
+            let r = next(&head, raw, 0);
+            head = ChainHead::after(&r);
+            entries.push(LedgerEntry::Record(r));
+        }
+        let resolution = chain_next(
+            &head,
+            9,
+            0,
+            RecordBody::LinkResolution(LinkResolution {
+                resolves_seq: 0,
+                relation: crate::event::Relation::BuiltFrom,
+                target: "build:b".into(),
+                target_hash: [3; 32],
+                target_partition: 1,
+                target_seq: 4,
+            }),
+        )
+        .unwrap();
+        head = ChainHead::after(&resolution);
+        entries.push(LedgerEntry::Record(resolution.clone()));
+        entries.push(LedgerEntry::Record(resolution));
+        entries.push(fence(1, 2));
+        entries.push(LedgerEntry::Record(next(&head, 3, 0)));
+        entries.push(LedgerEntry::Record(next(
+            &ChainHead {
+                next_seq: head.next_seq,
+                head_hash: [9; 32],
+            },
+            3,
+            1,
+        )));
+        entries.push(LedgerEntry::Record(next(&head, 3, 1)));
+        let mut decoded = Validator::new(ReaderState::START).check_hashes(false);
+        let mut heads = Validator::new(ReaderState::START).check_hashes(false);
+        for (o, e) in entries.iter().enumerate() {
+            let o = o as u64;
+            let bytes = e.to_avro();
+            let want = decoded.observe_bytes(o, &bytes).0;
+            let got = match LedgerEntry::peek_record_head(&bytes) {
+                Some(h) => {
+                    let LedgerEntry::Record(r) = e else {
+                        panic!("a fence peeked as a record at {o}")
+                    };
+                    assert_eq!(h, r.head());
+                    heads.observe_own_head(o, &h)
+                }
+                None => {
+                    assert!(matches!(e, LedgerEntry::Fence(_)));
+                    heads.observe(o, e)
+                }
+            };
+            assert_eq!(got, want, "offset {o}");
+            assert_eq!(heads.state(), decoded.state(), "offset {o}");
+        }
+        assert_eq!(heads.ignored_total(), 3);
+        assert_eq!(heads.state().raw_offset, Some(3));
+        // Not a record: junk, a truncated head.
+        assert_eq!(LedgerEntry::peek_record_head(b"junk"), None);
+        let bytes = entries[1].to_avro();
+        assert_eq!(LedgerEntry::peek_record_head(&bytes[..20]), None);
+        // A reader that checks hashes never takes a head for a record.
+        let mut checking = Validator::new(*decoded.state());
+        let LedgerEntry::Record(r) = &entries[1] else {
+            unreachable!()
+        };
+        let mut h = r.head();
+        h.seq = checking.state().head.next_seq;
+        h.prev_hash = checking.state().head.head_hash;
+        h.writer_epoch = 1;
+        assert_eq!(
+            checking.observe_own_head(99, &h),
+            Verdict::Ignored(IgnoreReason::HashMismatch)
+        );
     }
 
     #[test]

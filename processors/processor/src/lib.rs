@@ -41,6 +41,7 @@ pub mod dlq;
 pub mod entities;
 pub mod history;
 pub mod metrics;
+mod own;
 mod processor;
 mod worker;
 

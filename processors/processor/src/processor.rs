@@ -11,12 +11,14 @@ use provenant_log::{
     DLQ_TOPIC, GroupEvent, GroupMember, LEDGER_TOPIC, Log, LogError, LogReader, RAW_TOPIC,
 };
 use provenant_schemas::Limits;
-use provenant_schemas::ledger::LedgerEntry;
+use provenant_schemas::ledger::{BodyKind, LedgerEntry};
 use provenant_schemas::validity::{Validator, Verdict};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::history::{History, resume_point};
+use crate::own::OwnWrites;
+use crate::own::{DEFER_LIMIT, Deferred};
 use crate::worker::{Shared, Stop, Worker};
 use crate::{EntityState, ProcessorConfig, ProcessorMetrics, Redact};
 
@@ -126,6 +128,7 @@ impl<L: Log> Processor<L> {
                 dlq_partitions,
                 positions: Mutex::new(HashMap::new()),
                 history: OnceLock::new(),
+                own: OwnWrites::default(),
             }),
             partitions: raw,
         })
@@ -312,6 +315,7 @@ async fn stop_partition<L: Log>(sh: &Shared<L>, p: u32, r: Running) {
         Ok(Err(e)) => tracing::warn!(error = %e, "partition worker ended with an error"),
         Err(e) => tracing::warn!(error = %e, "partition worker panicked"),
     }
+    sh.own.clear(p);
     sh.metrics.forget_partition(p);
 }
 
@@ -377,6 +381,9 @@ async fn tail<L: Log>(
             }
         };
         let mut v = Validator::new(start).check_hashes(false);
+        // This process's own event records, validated by their head, until its worker has
+        // learned them (crate::own). Restarting drops them: they are read again.
+        let mut deferred = Deferred::default();
         if reader.position() >= wm.end {
             signal(&mut signalled);
         }
@@ -393,18 +400,37 @@ async fn tail<L: Log>(
                     continue 'restart;
                 }
             };
+            let mark = sh.own.get(p);
             for stored in batch {
-                let (verdict, entry) = v.observe_bytes(stored.offset, &stored.record.value);
-                match (verdict, entry) {
-                    (Verdict::Valid, Some(LedgerEntry::Record(r))) => sh.entities.learn(p, &r),
-                    (Verdict::Ignored(reason), _) => sh
-                        .metrics
+                let value = &stored.record.value;
+                let own_head = mark.and_then(|m| {
+                    LedgerEntry::peek_record_head(value).filter(|h| h.writer_epoch == m.epoch)
+                });
+                let verdict = if let Some(head) = own_head {
+                    let verdict = v.observe_own_head(stored.offset, &head);
+                    if verdict == Verdict::Valid && head.body == BodyKind::Event {
+                        deferred.push(head.writer_epoch, head.seq, value.clone());
+                    }
+                    verdict
+                } else {
+                    let (verdict, entry) = v.observe_bytes(stored.offset, value);
+                    if let (Verdict::Valid, Some(LedgerEntry::Record(r))) = (verdict, entry) {
+                        sh.entities.learn(p, &r);
+                    }
+                    verdict
+                };
+                if let Verdict::Ignored(reason) = verdict {
+                    sh.metrics
                         .ignored
                         .with_label_values(&[reason.as_str()])
-                        .inc(),
-                    _ => {}
+                        .inc();
                 }
             }
+            deferred.settle(sh.own.get(p), DEFER_LIMIT, |entry| {
+                if let LedgerEntry::Record(r) = entry {
+                    sh.entities.learn(p, r);
+                }
+            });
             if reader.position() >= wm.end {
                 signal(&mut signalled);
             }

@@ -19,6 +19,7 @@ use tokio::sync::watch;
 
 use crate::entities::{EntityState, FastMap, Target, introduced, linkable};
 use crate::history::{History, resume_point};
+use crate::own::OwnWrites;
 use crate::{ProcessorConfig, ProcessorError, ProcessorMetrics, Redact, dlq};
 
 /// What every worker of one processor shares.
@@ -34,6 +35,8 @@ pub(crate) struct Shared<L> {
     pub(crate) positions: Mutex<HashMap<u32, u64>>,
     /// Where the ledger's deleted beginning is read back from ([`crate::history`]).
     pub(crate) history: OnceLock<Arc<dyn History>>,
+    /// What this process's workers wrote and learned themselves ([`crate::own`]).
+    pub(crate) own: OwnWrites,
 }
 
 /// Why a worker stopped writing.
@@ -213,6 +216,8 @@ impl<L: Log> Worker<L> {
                 w.head = state.head;
                 w.raw_next = state.next_raw_offset();
                 w.next_ledger = at.saturating_add(1);
+                // Recovery learned every valid record before the fence.
+                sh.own.mark(p, epoch, w.head.next_seq);
                 sh.metrics.takeovers.inc();
                 w.publish_gauges();
                 tracing::info!(
@@ -579,6 +584,7 @@ impl<L: Log> Worker<L> {
             self.pending.add(target, seq, rel);
         }
         sh.entities.learn_targets(overlay);
+        sh.own.mark(self.p, self.epoch, self.head.next_seq);
         for kind in counts.valid {
             m.events.with_label_values(&["valid", kind]).inc();
         }
