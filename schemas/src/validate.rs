@@ -193,7 +193,7 @@ pub fn identifier(field: &str, v: &str) -> Result<(), EventError> {
             ),
         ));
     }
-    if v.chars().any(char::is_control) {
+    if has_control(v, false) {
         return Err(EventError::field(
             ErrorCode::ControlCharacter,
             field,
@@ -224,9 +224,7 @@ pub fn text(field: &str, v: &str, limits: &Limits) -> Result<(), EventError> {
             ),
         ));
     }
-    if v.chars()
-        .any(|c| c.is_control() && !matches!(c, '\t' | '\n' | '\r'))
-    {
+    if has_control(v, true) {
         return Err(EventError::field(
             ErrorCode::ControlCharacter,
             field,
@@ -266,6 +264,20 @@ fn annotations(a: &crate::event::Annotations, limits: &Limits) -> Result<(), Eve
         text("data.annotations", v, limits)?;
     }
     Ok(())
+}
+
+/// Whether `v` holds a control character (`char::is_control`: U+0000–U+001F, U+007F,
+/// U+0080–U+009F), tab, newline and carriage return excepted when `allow_line_breaks`.
+/// Byte by byte, with no decoding: in UTF-8 the C0 controls and DEL are single bytes and the
+/// C1 controls are exactly the pairs `C2 80`–`C2 9F`.
+fn has_control(v: &str, allow_line_breaks: bool) -> bool {
+    let b = v.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| match c {
+        b'\t' | b'\n' | b'\r' => !allow_line_breaks,
+        0..=0x1f | 0x7f => true,
+        0xc2 => b.get(i + 1).is_some_and(|n| (0x80..=0x9f).contains(n)),
+        _ => false,
+    })
 }
 
 fn is_lower_hex(s: &str) -> bool {
@@ -371,3 +383,21 @@ const RESERVED_ATTRIBUTE_NAMES: [&str; 11] = [
     "data_base64",
     crate::event::MAPPED_FROM_EXTENSION,
 ];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_found_byte_by_byte_as_char_is_control_finds_them() {
+        for cp in 0..=0x10ffff_u32 {
+            let Some(c) = char::from_u32(cp) else {
+                continue;
+            };
+            let s = format!("a{c}b");
+            assert_eq!(has_control(&s, false), c.is_control(), "U+{cp:04X}");
+            let lb = matches!(c, '\t' | '\n' | '\r');
+            assert_eq!(has_control(&s, true), c.is_control() && !lb, "U+{cp:04X}");
+        }
+    }
+}

@@ -197,7 +197,9 @@ pub(super) fn decode(frame: Bytes, info: FrameInfo) -> Result<StoredRecord, Fram
         len => Some(cur.take(len as usize, "key")?),
     };
     let header_count = cur.u32("header count")?;
-    let mut headers = Vec::new();
+    // Sized up front (a CloudEvent carries about eight), capped so that a corrupt count
+    // cannot reserve much.
+    let mut headers = Vec::with_capacity((header_count as usize).min(32));
     for _ in 0..header_count {
         let name_len = cur.u32("header name length")? as usize;
         let name = cur.take(name_len, "header name")?;
