@@ -19,6 +19,12 @@
 //! table); the full run adds the in-process librdkafka mock broker (the broker of
 //! `provenant dev-kafka`) at 16 partitions, which keeps 50,000 events under the mock's
 //! per-partition cap (TESTING.md).
+//!
+//! `stage_floor` times, on one thread over the same records, only the per-event work no
+//! processor can skip: decode and validate, redact, seal (canonical bytes and SHA-256), encode
+//! the ledger record; in µs per event. `ceiling_ratio_per_cpu` is the pass-through's CPU per
+//! event over that plus the floor: the CPU-efficiency ratio a processor doing nothing else
+//! (no links, dedup, tailing, metrics, batching) would reach against this baseline.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -29,7 +35,9 @@ use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
 use provenant_log::{LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
 use provenant_processor::{Processor, ProcessorConfig};
 use provenant_redact::{Policy, Redactor, Secret};
-use provenant_schemas::{Event, EventData, Runtime, binary_mode};
+use provenant_schemas::canonical::{ChainHead, chain_next};
+use provenant_schemas::ledger::{EventRecord, LedgerEntry, RecordBody};
+use provenant_schemas::{Event, EventData, Limits, Runtime, binary_mode};
 
 use super::{Comparison, Plan, cpu_seconds, median, progress};
 
@@ -279,8 +287,72 @@ fn compare(ours: &[Rate], base: &[Rate], partitions: u32, log: &str) -> Comparis
         .with("baseline_per_cpu_second", med(base, |r| r.per_cpu).round())
 }
 
+/// The unavoidable per-event stages, timed one after the other on one thread over `recs` in
+/// batches of 1,000 (the processor's batch), after one warm-up pass: µs per event each.
+fn stage_floor(recs: &[Record]) -> Result<serde_json::Value> {
+    let redactor = Redactor::new(&Policy::default_policy(), Secret::generate())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    // Seconds per stage: decode, redact, seal, encode; and ledger bytes written.
+    let mut secs = [0.0f64; 4];
+    let mut bytes = 0usize;
+    let mut head = ChainHead::GENESIS;
+    for pass in 0..2 {
+        secs = [0.0; 4];
+        bytes = 0;
+        for batch in recs.chunks(1000) {
+            let t = Instant::now();
+            let mut events = Vec::with_capacity(batch.len());
+            for r in batch {
+                let headers: Vec<(&str, &[u8])> = r
+                    .headers
+                    .iter()
+                    .map(|h| (h.name.as_str(), h.value.as_ref()))
+                    .collect();
+                events.push(binary_mode::decode(&headers, &r.value, &Limits::DEFAULT)?);
+            }
+            let t = lap(&mut secs[0], t);
+            let redactions: Vec<_> = events
+                .iter_mut()
+                .map(|e| redactor.redact_event(e))
+                .collect();
+            let t = lap(&mut secs[1], t);
+            let mut sealed = Vec::with_capacity(events.len());
+            for (event, redactions) in events.into_iter().zip(redactions) {
+                let body = RecordBody::Event(EventRecord {
+                    event,
+                    redactions,
+                    links: Vec::new(),
+                });
+                let r = chain_next(&head, head.next_seq, 0, body)?;
+                head = ChainHead::after(&r);
+                sealed.push(LedgerEntry::Record(r));
+            }
+            let t = lap(&mut secs[2], t);
+            bytes += sealed.iter().map(|e| e.to_avro().len()).sum::<usize>();
+            lap(&mut secs[3], t);
+        }
+        let _ = pass;
+    }
+    let n = recs.len().max(1) as f64;
+    let us = |s: f64| (s * 1e6 / n * 100.0).round() / 100.0;
+    let [decode, redact, seal, encode] = secs;
+    Ok(serde_json::json!({
+        "decode_us": us(decode), "redact_us": us(redact), "seal_us": us(seal),
+        "encode_us": us(encode), "sum_us": us(decode + redact + seal + encode),
+        "ledger_bytes_per_event": bytes / recs.len().max(1),
+    }))
+}
+
+/// Adds the time since `t` to `acc`; returns now.
+fn lap(acc: &mut f64, t: Instant) -> Instant {
+    let now = Instant::now();
+    *acc += (now - t).as_secs_f64();
+    now
+}
+
 pub(crate) async fn measure(plan: &Plan) -> Result<Comparison> {
     let recs = records(plan.events);
+    let floor = stage_floor(&recs)?;
     let mut headline: Option<Comparison> = None;
     let mut scaling = Vec::new();
     for &p in &plan.partitions {
@@ -296,6 +368,22 @@ pub(crate) async fn measure(plan: &Plan) -> Result<Comparison> {
     }
     let mut c = headline.context("no partition count given")?;
     c = c.with("events", plan.events);
+    let base_cpu_us = c
+        .detail
+        .get("baseline_per_cpu_second")
+        .and_then(serde_json::Value::as_f64)
+        .filter(|v| *v > 0.0)
+        .map(|v| 1e6 / v);
+    if let (Some(base_us), Some(sum)) = (
+        base_cpu_us,
+        floor.get("sum_us").and_then(serde_json::Value::as_f64),
+    ) {
+        c = c.with(
+            "ceiling_ratio_per_cpu",
+            (base_us / (base_us + sum) * 1000.0).round() / 1000.0,
+        );
+    }
+    c = c.with("stage_floor", floor);
     if scaling.len() > 1 {
         c = c.with("scaling_embedded", scaling);
     }
