@@ -10,8 +10,9 @@
 //!    (every check, signatures included, one task per core) and `sha256sum` over the very same
 //!    segment files. MB/s = 10^6 bytes of segment files (as stored, compressed) per second.
 //!    Reports medians and the ratio ours / sha256sum.
-//! 2. **sink memory at 1, 16 and 64 partitions.** Writes `ARCHIVE_BENCH_MEM_RECORDS` (default
-//!    1,000) records per partition, round-robin in batches of 100, with rotation far away (so
+//! 2. **sink memory at 1, 16, 64 and 256 partitions** (`ARCHIVE_BENCH_MEM_PARTITIONS`, a
+//!    comma-separated list). Writes `ARCHIVE_BENCH_MEM_RECORDS` (default 1,000) records per
+//!    partition, round-robin in batches of 100, with rotation far away (so
 //!    every partition has an open segment all along). Reports the peak of Rust heap bytes above
 //!    the baseline (a counting allocator) and the peak RSS (VmHWM, reset through
 //!    /proc/self/clear_refs before each run; it includes zstd's C allocations).
@@ -182,7 +183,12 @@ fn main() {
     );
     println!("| partitions | peak Rust heap above baseline | peak RSS (VmHWM) |");
     println!("|---:|---:|---:|");
-    for parts in [1u32, 16, 64] {
+    let mem_partitions: Vec<u32> = std::env::var("ARCHIVE_BENCH_MEM_PARTITIONS")
+        .unwrap_or_else(|_| "1,16,64,256".into())
+        .split(',')
+        .filter_map(|p| p.trim().parse().ok())
+        .collect();
+    for parts in mem_partitions {
         let root = dir.path().join(format!("mem{parts}"));
         let store =
             ArchiveStore::open(&format!("file://{}", root.display()), &S3Options::default())
