@@ -20,6 +20,12 @@
 //! `provenant dev-kafka`) at 16 partitions, which keeps 50,000 events under the mock's
 //! per-partition cap (TESTING.md).
 //!
+//! `rss` (full run only): one processor on a fresh embedded log (4 partitions) is fed
+//! 1,000,000 events in steps of 100,000 (distinct ids; 5,000 instances; every event also
+//! refers to a deploy and an artifact that never arrive, so its links stay pending), and the
+//! process's resident set (VmRSS) is read once each step is in the ledger. Memory that grows
+//! with events rather than with entities shows here.
+//!
 //! `stage_floor` times, on one thread over the same records, only the per-event work no
 //! processor can skip: decode and validate, redact, seal (canonical bytes and SHA-256), encode
 //! the ledger record; in µs per event. `ceiling_ratio_per_cpu` is the pass-through's CPU per
@@ -70,17 +76,18 @@ fn event(i: usize) -> Event {
 }
 
 fn records(n: usize) -> Vec<Record> {
-    (0..n)
-        .map(|i| {
-            let e = event(i);
-            let (headers, value) = binary_mode::encode(&e);
-            let mut r = Record::new(e.partition_key(), value);
-            for (name, v) in headers {
-                r = r.with_header(name, v);
-            }
-            r
-        })
-        .collect()
+    (0..n).map(record).collect()
+}
+
+/// Event `i` as a binary-mode raw record.
+fn record(i: usize) -> Record {
+    let e = event(i);
+    let (headers, value) = binary_mode::encode(&e);
+    let mut r = Record::new(e.partition_key(), value);
+    for (name, v) in headers {
+        r = r.with_header(name, v);
+    }
+    r
 }
 
 async fn ledger_total<L: Log>(log: &L, partitions: u32) -> Result<u64> {
@@ -287,6 +294,66 @@ fn compare(ours: &[Rate], base: &[Rate], partitions: u32, log: &str) -> Comparis
         .with("baseline_per_cpu_second", med(base, |r| r.per_cpu).round())
 }
 
+/// The process's resident set in MiB (VmRSS).
+fn rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kib| kib.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| (kib / 1024.0 * 10.0).round() / 10.0)
+}
+
+/// One processor fed `steps` × `step` events; `[events, VmRSS MiB]` after each step.
+async fn rss_over_events(steps: usize, step: usize) -> Result<serde_json::Value> {
+    let partitions = 4;
+    let dir = tempfile::tempdir()?;
+    let log = Arc::new(EmbeddedLog::open(
+        dir.path(),
+        EmbeddedConfig {
+            partitions,
+            ..EmbeddedConfig::default()
+        },
+    )?);
+    let redactor = Redactor::new(&Policy::default_policy(), Secret::generate())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = prometheus::Registry::new();
+    let p = Processor::new(
+        log.clone(),
+        ProcessorConfig::default(),
+        Arc::new(redactor),
+        &registry,
+    )
+    .await
+    .context("starting the processor")?;
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let task = tokio::spawn(p.run(async {
+        let _ = rx.await;
+    }));
+    let mut points = vec![serde_json::json!([0, rss_mib()])];
+    for k in 0..steps {
+        progress(&format!("processor: rss step {}/{steps}", k + 1));
+        let recs: Vec<Record> = (k * step..(k + 1) * step).map(record).collect();
+        append_by_key(log.as_ref(), RAW_TOPIC, recs).await?;
+        // Every event plus one fence per partition.
+        let want = ((k + 1) * step) as u64 + u64::from(partitions);
+        let deadline = Instant::now() + Duration::from_secs(600);
+        while ledger_total(log.as_ref(), partitions).await? < want {
+            if Instant::now() > deadline || task.is_finished() {
+                bail!("the processor did not write {want} ledger records");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        points.push(serde_json::json!([(k + 1) * step, rss_mib()]));
+    }
+    let _ = tx.send(());
+    task.await?.context("processor")?;
+    Ok(serde_json::Value::Array(points))
+}
+
 /// The unavoidable per-event stages, timed one after the other on one thread over `recs` in
 /// batches of 1,000 (the processor's batch), after one warm-up pass: µs per event each.
 fn stage_floor(recs: &[Record]) -> Result<serde_json::Value> {
@@ -392,6 +459,7 @@ pub(crate) async fn measure(plan: &Plan) -> Result<Comparison> {
         let (ours, base) = rounds(Backend::MockKafka, plan, p, &recs).await?;
         let k = compare(&ours, &base, p, "librdkafka mock broker (dev-kafka)");
         c = c.with("dev_kafka", k);
+        c = c.with("rss_mib_by_events", rss_over_events(10, 100_000).await?);
     }
     Ok(c)
 }

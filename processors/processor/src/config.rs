@@ -19,6 +19,11 @@ pub struct ProcessorConfig {
     pub dedup_window: usize,
     /// How often pending links are checked against newly learned entities, in milliseconds.
     pub recheck_ms: u64,
+    /// Pending links kept in memory per partition, waiting for their target. Past it the
+    /// oldest are dropped: they stay pending in the ledger for good (the index still has
+    /// the reference as an edge) and show in `provenant_processor_untracked_links`. Bounds
+    /// memory when events keep referring to entities no producer reports (~60 bytes each).
+    pub max_pending_links: usize,
     /// Store the raw bytes of rejected records in the DLQ. Off by default: the DLQ then holds
     /// the reason and a redacted JSON copy of what could be read, so it never becomes a PII
     /// leak. Turn on only where the DLQ is protected like the raw topic.
@@ -37,6 +42,7 @@ impl Default for ProcessorConfig {
             poll_ms: 100,
             dedup_window: 100_000,
             recheck_ms: 200,
+            max_pending_links: 250_000,
             dlq_raw_bytes: false,
             takeover_attempts: 5,
             commit_interval_ms: 1000,

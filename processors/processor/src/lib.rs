@@ -42,6 +42,7 @@ pub mod entities;
 pub mod history;
 pub mod metrics;
 mod own;
+mod pending;
 mod processor;
 mod worker;
 

@@ -17,6 +17,7 @@ pub struct ProcessorMetrics {
     pub(crate) redactions: IntCounterVec,
     pub(crate) links: IntCounterVec,
     pub(crate) pending_links: IntGaugeVec,
+    pub(crate) untracked_links: IntGaugeVec,
     pub(crate) known_links: IntGaugeVec,
     pub(crate) head_seq: IntGaugeVec,
     pub(crate) lag: IntGaugeVec,
@@ -36,6 +37,7 @@ impl ProcessorMetrics {
         let l = [l[0].as_str()];
         for g in [
             &self.pending_links,
+            &self.untracked_links,
             &self.known_links,
             &self.head_seq,
             &self.lag,
@@ -82,6 +84,13 @@ impl ProcessorMetrics {
             Opts::new(
                 "provenant_processor_pending_links",
                 "Links of the partition's ledger whose target has not arrived yet.",
+            ),
+            &["partition"],
+        )?;
+        let untracked_links = IntGaugeVec::new(
+            Opts::new(
+                "provenant_processor_untracked_links",
+                "Pending links dropped from memory over [processor] max_pending_links: they stay pending in the ledger for good (included in pending_links).",
             ),
             &["partition"],
         )?;
@@ -147,6 +156,7 @@ impl ProcessorMetrics {
             redactions,
             links,
             pending_links,
+            untracked_links,
             known_links,
             head_seq,
             lag,
@@ -174,6 +184,7 @@ impl ProcessorMetrics {
             Box::new(self.redactions.clone()),
             Box::new(self.links.clone()),
             Box::new(self.pending_links.clone()),
+            Box::new(self.untracked_links.clone()),
             Box::new(self.known_links.clone()),
             Box::new(self.head_seq.clone()),
             Box::new(self.lag.clone()),

@@ -20,6 +20,7 @@ use tokio::sync::watch;
 use crate::entities::{EntityState, FastMap, Target, introduced, linkable};
 use crate::history::{History, resume_point};
 use crate::own::OwnWrites;
+use crate::pending::Pending;
 use crate::{ProcessorConfig, ProcessorError, ProcessorMetrics, Redact, dlq};
 
 /// What every worker of one processor shares.
@@ -94,34 +95,6 @@ fn identity(event: &Event) -> String {
     out
 }
 
-/// Pending links of one partition, by target entity key.
-#[derive(Default)]
-struct Pending {
-    by_target: HashMap<String, Vec<(i64, Relation)>>,
-    count: usize,
-}
-
-impl Pending {
-    fn add(&mut self, target: String, seq: i64, relation: Relation) {
-        self.by_target
-            .entry(target)
-            .or_default()
-            .push((seq, relation));
-        self.count += 1;
-    }
-
-    fn remove(&mut self, target: &str, seq: i64, relation: Relation) {
-        if let Some(waiters) = self.by_target.get_mut(target) {
-            let before = waiters.len();
-            waiters.retain(|w| *w != (seq, relation));
-            self.count -= before - waiters.len();
-            if waiters.is_empty() {
-                self.by_target.remove(target);
-            }
-        }
-    }
-}
-
 /// A partition's writer after a counted fence.
 pub(crate) struct Worker<L: Log> {
     sh: Arc<Shared<L>>,
@@ -177,7 +150,7 @@ impl<L: Log> Worker<L> {
             next_ledger: 0,
             raw_next: 0,
             dedup: Dedup::new(sh.cfg.dedup_window),
-            pending: Pending::default(),
+            pending: Pending::new(sh.cfg.max_pending_links),
             links_known: 0,
         };
         // Where retention deleted the ledger's beginning, the archive tells what it held.
@@ -297,9 +270,14 @@ impl<L: Log> Worker<L> {
         m.head_seq
             .with_label_values(&l)
             .set(self.head.next_seq.saturating_sub(1));
+        // Links dropped over the cap stay pending in the ledger: they count as missing.
+        let untracked = self.pending.untracked();
         m.pending_links
             .with_label_values(&l)
-            .set(i64::try_from(self.pending.count).unwrap_or(i64::MAX));
+            .set(i64::try_from(self.pending.kept() as u64 + untracked).unwrap_or(i64::MAX));
+        m.untracked_links
+            .with_label_values(&l)
+            .set(i64::try_from(untracked).unwrap_or(i64::MAX));
         m.known_links.with_label_values(&l).set(self.links_known);
         m.entities
             .set(i64::try_from(self.sh.entities.len()).unwrap_or(i64::MAX));
@@ -330,7 +308,7 @@ impl<L: Log> Worker<L> {
                 return Ok(Stop::Fenced);
             }
             let generation = self.sh.entities.generation();
-            if self.pending.count > 0
+            if self.pending.kept() > 0
                 && ((generation != seen_generation
                     && last_check.elapsed() >= self.sh.cfg.recheck())
                     || last_check.elapsed() >= self.sh.cfg.recheck() * 25)
@@ -615,10 +593,10 @@ impl<L: Log> Worker<L> {
     async fn resolve_pending(&mut self) -> Result<Option<Stop>, ProcessorError> {
         let entities = self.sh.entities.clone();
         let mut found: Vec<(String, i64, Relation, Target)> = Vec::new();
-        for (target, waiters) in &self.pending.by_target {
+        for (target, waiters) in self.pending.by_target() {
             if let Some(t) = entities.get(target) {
                 for (seq, rel) in waiters {
-                    found.push((target.clone(), *seq, *rel, t));
+                    found.push((target.to_owned(), *seq, *rel, t));
                 }
             }
             if found.len() >= self.sh.cfg.batch_max.max(1) {

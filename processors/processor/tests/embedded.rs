@@ -151,13 +151,18 @@ struct Running {
 }
 
 async fn start(log: &Arc<EmbeddedLog>, group: &str) -> Running {
+    start_with(log, group, ProcessorConfig::default()).await
+}
+
+/// `cfg` with the tests' group, short polls and small batches.
+async fn start_with(log: &Arc<EmbeddedLog>, group: &str, cfg: ProcessorConfig) -> Running {
     let registry = prometheus::Registry::new();
     let cfg = ProcessorConfig {
         group: group.into(),
         batch_max: 200,
         poll_ms: 20,
         recheck_ms: 20,
-        ..ProcessorConfig::default()
+        ..cfg
     };
     let p = Processor::new(log.clone(), cfg, Arc::new(MaskSecrets), &registry)
         .await
@@ -418,6 +423,104 @@ async fn links_that_arrive_out_of_order_all_end_resolved() {
     }
     // runtime → deploy, runtime → artifact, deploy → artifact, artifact → build.
     assert_eq!(resolved, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_links_over_the_cap_stay_pending_and_a_takeover_rebuilds_the_same_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let cfg = ProcessorConfig {
+        max_pending_links: 2,
+        ..ProcessorConfig::default()
+    };
+    let running = start_with(&log, "g", cfg.clone()).await;
+    // 12 runtime events, each with two links (deploy, artifact) that cannot resolve yet: 24
+    // pending links over 4 partitions (more once artifacts meet builds not yet learned), at
+    // most 2 kept per partition.
+    let runtimes: Vec<Record> = (0..12).map(|i| raw(&runtime(i))).collect();
+    append_by_key(log.as_ref(), RAW_TOPIC, runtimes)
+        .await
+        .unwrap();
+    settled(&log, false).await;
+    // Now every target arrives (artifacts before deploys, so those links resolve at write).
+    let mut targets: Vec<Record> = (0..12).map(|i| raw(&build(i))).collect();
+    targets.extend((0..12).map(|i| raw(&artifact(i))));
+    append_by_key(log.as_ref(), RAW_TOPIC, targets)
+        .await
+        .unwrap();
+    settled(&log, false).await;
+    let deploys: Vec<Record> = (0..12).map(|i| raw(&deploy(i))).collect();
+    append_by_key(log.as_ref(), RAW_TOPIC, deploys)
+        .await
+        .unwrap();
+    // The kept links get link records; the dropped ones stay pending in the ledger.
+    let started = Instant::now();
+    let (untracked, a) = loop {
+        let a = settled(&log, false).await;
+        let untracked = running.metric("provenant_processor_untracked_links");
+        if (a.pending_links() as f64 == untracked && untracked > 0.0)
+            || started.elapsed() > Duration::from_secs(60)
+        {
+            break (untracked, a);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(a.exactly_once(), "{a:#?}");
+    assert!(untracked > 0.0);
+    assert_eq!(a.pending_links() as f64, untracked, "{a:#?}");
+    assert_eq!(
+        running.metric("provenant_processor_pending_links"),
+        untracked
+    );
+    // Every link written pending was either resolved by a link record or dropped.
+    let (mut written_pending, mut before) = (0, 0);
+    for p in 0..4 {
+        for r in valid_records(&log, p).await {
+            match &r.body {
+                RecordBody::Event(er) => {
+                    written_pending += er
+                        .links
+                        .iter()
+                        .filter(|l| l.status == LinkStatus::Pending)
+                        .count();
+                }
+                RecordBody::LinkResolution(_) => before += 1,
+                _ => {}
+            }
+        }
+    }
+    assert!(written_pending >= 24);
+    assert_eq!((written_pending - before) as f64, untracked);
+    running.stop().await;
+
+    // A takeover replays the ledger with the same cap: the same links are dropped, so none
+    // of them is resolved now although every target is known.
+    let running = start_with(&log, "g", cfg).await;
+    let started = Instant::now();
+    while running.metric("provenant_processor_untracked_links") != untracked
+        && started.elapsed() < Duration::from_secs(30)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(
+        running.metric("provenant_processor_untracked_links"),
+        untracked
+    );
+    assert_eq!(
+        running.metric("provenant_processor_pending_links"),
+        untracked
+    );
+    running.stop().await;
+    let mut after = 0;
+    for p in 0..4 {
+        after += valid_records(&log, p)
+            .await
+            .iter()
+            .filter(|r| matches!(r.body, RecordBody::LinkResolution(_)))
+            .count();
+    }
+    assert_eq!(after, before);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
