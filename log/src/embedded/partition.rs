@@ -27,6 +27,11 @@ use crate::{LogError, Record, StoredRecord, Watermarks};
 
 const SEGMENT_SUFFIX: &str = ".log";
 
+thread_local! {
+    /// The read buffer of the thread reading (reads run on tokio's blocking threads).
+    static READ_BUFFER: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// How many queued appends one group commit takes at most.
 const MAX_REQUESTS_PER_COMMIT: usize = 4096;
 
@@ -305,7 +310,30 @@ impl Partition {
 
     /// Reads records from `from` on (at most `max`, about `read_bytes` of them at most, all
     /// from one segment). Empty when `from` is the end.
+    ///
+    /// The file is read into this thread's buffer ([`READ_BUFFER`], kept from read to read)
+    /// and each record is copied out of it into an allocation of its own. Slicing one shared
+    /// buffer per read instead kept a whole read (up to `read_bytes`) alive for as long as any
+    /// of its records lived, and left large buffers allocated on the blocking thread to be
+    /// freed on others, which made the process's resident set grow with the events read
+    /// (BENCHMARKS.md, "Processor").
     pub(super) fn read(&self, from: u64, max: usize) -> Result<Vec<StoredRecord>, LogError> {
+        READ_BUFFER.with_borrow_mut(|scratch| {
+            let out = self.read_into(from, max, scratch);
+            if scratch.capacity() > 2 * self.limits.read_bytes {
+                // A frame larger than a read grew it: do not keep that much for ever.
+                *scratch = Vec::new();
+            }
+            out
+        })
+    }
+
+    fn read_into(
+        &self,
+        from: u64,
+        max: usize,
+        scratch: &mut Vec<u8>,
+    ) -> Result<Vec<StoredRecord>, LogError> {
         let (file, path, mut pos, seg_len) = {
             let state = self.state();
             let marks = state.watermarks();
@@ -337,10 +365,11 @@ impl Partition {
         let mut total = 0usize;
         while pos < seg_len && out.len() < max && total < self.limits.read_bytes {
             let len = usize::try_from((seg_len - pos).min(want as u64)).unwrap_or(want);
-            let mut raw = vec![0u8; len];
-            file.read_exact_at(&mut raw, pos)
+            scratch.clear();
+            scratch.resize(len, 0);
+            file.read_exact_at(scratch, pos)
                 .map_err(io_err("read segment", &path))?;
-            let buf = Bytes::from(raw);
+            let buf: &[u8] = scratch;
             let mut local = 0usize;
             while out.len() < max {
                 let Some(rest) = buf.get(local..) else { break };
@@ -361,7 +390,8 @@ impl Partition {
                                     ),
                                 ));
                             }
-                            let record = frame::decode(buf.slice(local..local + info.len), info)
+                            let frame = buf.get(local..local + info.len).unwrap_or_default();
+                            let record = frame::decode(Bytes::copy_from_slice(frame), info)
                                 .map_err(|e| {
                                     self.corrupt(&path, pos + local as u64, &e.to_string())
                                 })?;
