@@ -10,7 +10,9 @@
 //! Invariants: links are added in seq order (while processing and while replaying the ledger
 //! on takeover), and the state after a sequence of `add`/`remove` calls depends only on that
 //! sequence and `cap`, so a takeover rebuilds exactly the set the previous writer held (with
-//! the same cap). Adding and removing cost O(log n) amortized; nothing is O(n) per link.
+//! the same cap). Adding and removing cost O(log n) amortized; nothing is O(n) per link. An
+//! event may hold the same link twice (a data run listing one input twice): each is kept and
+//! resolved on its own, as the ledger counts them.
 
 use std::collections::{BTreeSet, VecDeque};
 use std::sync::Arc;
@@ -22,11 +24,12 @@ use crate::entities::FastMap;
 /// See the module doc.
 #[derive(Default)]
 pub(crate) struct Pending {
-    /// Target entity key → waiting links (seq of the record holding the link, relation).
-    by_target: FastMap<Arc<str>, BTreeSet<(i64, Relation)>>,
+    /// Target entity key → waiting links (seq of the record holding the link, relation, and
+    /// which of the record's identical links it is).
+    by_target: FastMap<Arc<str>, BTreeSet<Waiter>>,
     /// Every kept link in the order added (seq order); links resolved since stay until they
     /// reach the front or the queue is compacted.
-    order: VecDeque<(i64, Relation, Arc<str>)>,
+    order: VecDeque<(Waiter, Arc<str>)>,
     kept: usize,
     untracked: u64,
     cap: usize,
@@ -47,14 +50,11 @@ impl Pending {
             Some((k, _)) => k.clone(),
             None => Arc::from(target),
         };
-        if self
-            .by_target
-            .entry(key.clone())
-            .or_default()
-            .insert((seq, relation))
-        {
+        let waiters = self.by_target.entry(key.clone()).or_default();
+        let nth = u32::try_from(waiters.range(same(seq, relation)).count()).unwrap_or(u32::MAX);
+        if waiters.insert((seq, relation, nth)) {
             self.kept += 1;
-            self.order.push_back((seq, relation, key));
+            self.order.push_back(((seq, relation, nth), key));
         }
         while self.kept > self.cap {
             self.drop_oldest();
@@ -62,16 +62,25 @@ impl Pending {
         if self.order.len() > 2 * self.kept + 1024 {
             let by_target = &self.by_target;
             self.order
-                .retain(|(s, r, k)| by_target.get(k).is_some_and(|w| w.contains(&(*s, *r))));
+                .retain(|(w, k)| by_target.get(k).is_some_and(|ws| ws.contains(w)));
         }
     }
 
-    /// The link of record `seq` to `target` is resolved. Whether it was kept.
+    /// A link of record `seq` to `target` is resolved (one of them, if the record holds the
+    /// same link more than once). Whether it was kept.
     pub(crate) fn remove(&mut self, target: &str, seq: i64, relation: Relation) -> bool {
+        let first = self
+            .by_target
+            .get(target)
+            .and_then(|w| w.range(same(seq, relation)).next().copied());
+        first.is_some_and(|w| self.remove_exact(target, &w))
+    }
+
+    fn remove_exact(&mut self, target: &str, w: &Waiter) -> bool {
         let Some(waiters) = self.by_target.get_mut(target) else {
             return false;
         };
-        let removed = waiters.remove(&(seq, relation));
+        let removed = waiters.remove(w);
         if waiters.is_empty() {
             self.by_target.remove(target);
         }
@@ -82,8 +91,8 @@ impl Pending {
     }
 
     fn drop_oldest(&mut self) {
-        while let Some((seq, relation, key)) = self.order.pop_front() {
-            if self.remove(&key, seq, relation) {
+        while let Some((w, key)) = self.order.pop_front() {
+            if self.remove_exact(&key, &w) {
                 self.untracked += 1;
                 return;
             }
@@ -100,10 +109,24 @@ impl Pending {
         self.untracked
     }
 
-    /// Kept links by target, each target's in seq order.
-    pub(crate) fn by_target(&self) -> impl Iterator<Item = (&str, &BTreeSet<(i64, Relation)>)> {
-        self.by_target.iter().map(|(k, w)| (&**k, w))
+    /// Kept links by target, each target's as (seq, relation) in seq order, a link held
+    /// twice by one record appearing twice.
+    pub(crate) fn by_target(
+        &self,
+    ) -> impl Iterator<Item = (&str, impl Iterator<Item = (i64, Relation)> + '_)> {
+        self.by_target
+            .iter()
+            .map(|(k, w)| (&**k, w.iter().map(|(s, r, _)| (*s, *r))))
     }
+}
+
+/// A kept link: seq of the record holding it, relation, and which of the record's identical
+/// links (same target and relation) it is.
+type Waiter = (i64, Relation, u32);
+
+/// The waiters of record `seq` with `relation`.
+fn same(seq: i64, relation: Relation) -> std::ops::RangeInclusive<Waiter> {
+    (seq, relation, 0)..=(seq, relation, u32::MAX)
 }
 
 #[cfg(test)]
@@ -117,7 +140,7 @@ mod tests {
     fn waiting(p: &Pending) -> Vec<(String, i64)> {
         let mut v: Vec<(String, i64)> = p
             .by_target()
-            .flat_map(|(t, w)| w.iter().map(move |(s, _)| (t.to_owned(), *s)))
+            .flat_map(|(t, w)| w.map(move |(s, _)| (t.to_owned(), s)))
             .collect();
         v.sort();
         v
@@ -138,6 +161,27 @@ mod tests {
             vec![("artifact:a".into(), 2), ("deploy:d".into(), 2)]
         );
         assert_eq!((p.kept(), p.untracked()), (2, 0));
+    }
+
+    #[test]
+    fn a_link_held_twice_by_one_record_waits_and_resolves_twice() {
+        let mut p = Pending::new(10);
+        p.add("dataset:db/t".into(), 4, Relation::Reads);
+        p.add("dataset:db/t".into(), 4, Relation::Reads);
+        assert_eq!(p.kept(), 2);
+        assert_eq!(
+            waiting(&p),
+            vec![("dataset:db/t".into(), 4), ("dataset:db/t".into(), 4)]
+        );
+        assert!(p.remove("dataset:db/t", 4, Relation::Reads));
+        assert!(p.remove("dataset:db/t", 4, Relation::Reads));
+        assert!(!p.remove("dataset:db/t", 4, Relation::Reads));
+        assert_eq!(p.kept(), 0);
+        // Over the cap, each is dropped on its own.
+        let mut p = Pending::new(1);
+        p.add("dataset:db/t".into(), 4, Relation::Reads);
+        p.add("dataset:db/t".into(), 4, Relation::Reads);
+        assert_eq!((p.kept(), p.untracked()), (1, 1));
     }
 
     #[test]

@@ -596,7 +596,7 @@ impl<L: Log> Worker<L> {
         for (target, waiters) in self.pending.by_target() {
             if let Some(t) = entities.get(target) {
                 for (seq, rel) in waiters {
-                    found.push((target.to_owned(), *seq, *rel, t));
+                    found.push((target.to_owned(), seq, rel, t));
                 }
             }
             if found.len() >= self.sh.cfg.batch_max.max(1) {

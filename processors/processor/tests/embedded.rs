@@ -426,6 +426,73 @@ async fn links_that_arrive_out_of_order_all_end_resolved() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_listing_one_input_twice_gets_both_links_resolved() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let running = start(&log, "g").await;
+    let run = |id: &str, job: &str, run_id: &str, inputs: &str, outputs: &str| {
+        ev(&format!(
+            r#"{{"specversion":"1.0","id":"{id}","source":"https://etl.example","type":"io.provenant.data.v1","data":{{"job":{{"namespace":"etl","name":"{job}"}},"run_id":"{run_id}","event_type":"COMPLETE","inputs":[{inputs}],"outputs":[{outputs}]}}}}"#
+        ))
+    };
+    let orders = r#"{"namespace":"pg://db","name":"orders"}"#;
+    let reader = run(
+        "data-1",
+        "report",
+        "01973a9c-2f40-7b1e-9c55-3d2e8f6a1b70",
+        &format!("{orders},{orders}"),
+        "",
+    );
+    append_by_key(log.as_ref(), RAW_TOPIC, vec![raw(&reader)])
+        .await
+        .unwrap();
+    settled(&log, false).await;
+    let writer = run(
+        "data-2",
+        "load",
+        "01973a9c-2f40-7b1e-9c55-3d2e8f6a1b71",
+        "",
+        orders,
+    );
+    append_by_key(log.as_ref(), RAW_TOPIC, vec![raw(&writer)])
+        .await
+        .unwrap();
+    let a = settled(&log, true).await;
+    assert!(a.exactly_once(), "{a:#?}");
+    assert_eq!(a.pending_links(), 0, "{a:#?}");
+    assert_eq!(running.metric("provenant_processor_pending_links"), 0.0);
+    running.stop().await;
+    // The reader's two links wait (the writer's own link to what it writes is pending at
+    // write too); every pending link gets its own resolution.
+    let (mut pending_at_write, mut resolutions, mut readers) = (0, 0, 0);
+    for p in 0..4 {
+        for r in valid_records(&log, p).await {
+            match &r.body {
+                RecordBody::Event(er) => {
+                    let pending = er
+                        .links
+                        .iter()
+                        .filter(|l| l.status == LinkStatus::Pending)
+                        .count();
+                    if er.event.id == "data-1" {
+                        assert_eq!(pending, 2);
+                        readers += 1;
+                    }
+                    pending_at_write += pending;
+                }
+                RecordBody::LinkResolution(lr) => {
+                    assert_eq!(lr.target, "dataset:pg://db/orders");
+                    resolutions += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    assert_eq!(readers, 1);
+    assert_eq!(resolutions, pending_at_write);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pending_links_over_the_cap_stay_pending_and_a_takeover_rebuilds_the_same_set() {
     let dir = tempfile::tempdir().unwrap();
     let log = open(dir.path()).await;
