@@ -51,11 +51,19 @@ impl Pending {
             None => Arc::from(target),
         };
         let waiters = self.by_target.entry(key.clone()).or_default();
-        let nth = u32::try_from(waiters.range(same(seq, relation)).count()).unwrap_or(u32::MAX);
-        if waiters.insert((seq, relation, nth)) {
-            self.kept += 1;
-            self.order.push_back(((seq, relation, nth), key));
+        // Nearly always the record's only link to this target with this relation.
+        let mut waiter = (seq, relation, 0);
+        if !waiters.insert(waiter) {
+            // One more after the highest of them: unique.
+            let last = waiters
+                .range(same(seq, relation))
+                .next_back()
+                .map_or(0, |w| w.2);
+            waiter.2 = last.saturating_add(1);
+            waiters.insert(waiter);
         }
+        self.kept += 1;
+        self.order.push_back((waiter, key));
         while self.kept > self.cap {
             self.drop_oldest();
         }
