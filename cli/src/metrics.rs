@@ -88,6 +88,17 @@ impl ArchiveMetrics {
     }
 }
 
+impl ArchiveMetrics {
+    /// This instance no longer writes `partition` (revoked, or shutting down): its series go,
+    /// so that only the partition's current writer reports its checkpoints.
+    pub(crate) fn forget(&self, partition: u32) {
+        let label = [partition.to_string()];
+        let _ = self.segments.remove_label_values(&label);
+        let _ = self.checkpoint_time.remove_label_values(&label);
+        let _ = self.checkpoint_seq.remove_label_values(&label);
+    }
+}
+
 impl MetricSet for ArchiveMetrics {
     fn collectors(&self) -> Vec<Box<dyn Collector>> {
         vec![
@@ -242,5 +253,15 @@ mod tests {
             .parse()
             .unwrap();
         assert!(stamp >= before.floor(), "{stamp} < {before}");
+
+        // Another instance takes the partition: this one reports nothing for it any more.
+        m.resumed(4, &state);
+        m.forget(3);
+        let t = text(&registry);
+        assert!(!t.contains("partition=\"3\""), "{t}");
+        assert!(
+            t.contains("provenant_archive_checkpoint_seq{partition=\"4\"} 99"),
+            "{t}"
+        );
     }
 }

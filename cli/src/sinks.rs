@@ -327,6 +327,7 @@ impl LedgerSink for ArchiveRole {
             .await
             .map_err(|e| SinkError::sink("archive", e))?;
         self.1.closed(&closed);
+        self.1.forget(partition);
         Ok(())
     }
 }
