@@ -254,30 +254,51 @@ async fn up_deletes_archived_ledger_and_the_processor_resumes_from_the_archive()
 
     // Every event once; the retries are duplicates of the archived originals; the chains
     // continue from where they were (no fork: the old records are the prefix).
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    let mut dups = 0;
+    let mut t = Tally::default();
     for (p, rs) in after.iter().enumerate() {
-        for (i, r) in rs.iter().enumerate() {
-            assert_eq!(r.seq, i as i64, "partition {p}: seq gap or fork");
-            if i > 0 {
-                assert_eq!(
-                    r.prev_hash,
-                    rs[i - 1].hash,
-                    "partition {p}: chain broken at {i}"
-                );
-            }
-        }
+        t.add_chain(&format!("partition {p}"), rs);
         let (seq, hash) = heads[p];
         assert_eq!(
             rs[usize::try_from(seq).unwrap()].hash,
             hash,
             "partition {p}"
         );
-        for r in rs {
+    }
+    assert_eq!(t.ids.len(), 1500);
+    assert!(t.ids.values().all(|n| *n == 1), "an event twice");
+    assert_eq!(t.dups, 50);
+
+    common::assert_up_archive_verifies(dir);
+}
+
+/// What a partition's chain holds after a resume from the archive, checked record by record.
+#[derive(Default)]
+struct Tally {
+    /// Event id → how many event records carry it.
+    ids: HashMap<String, usize>,
+    deploys: usize,
+    dups: usize,
+}
+
+impl Tally {
+    /// Checks that `records` is one chain from seq 0 (no gap, no fork), that every deploy's
+    /// link to its (archived) artifact is resolved and that every duplicate is a build retry;
+    /// counts event ids, deploys and duplicates.
+    fn add_chain(&mut self, label: &str, records: &[LedgerRecord]) {
+        for (i, r) in records.iter().enumerate() {
+            assert_eq!(r.seq, i as i64, "{label}: seq gap or fork");
+            if i > 0 {
+                assert_eq!(
+                    r.prev_hash,
+                    records[i - 1].hash,
+                    "{label}: chain broken at {i}"
+                );
+            }
             match &r.body {
                 RecordBody::Event(e) => {
-                    *ids.entry(e.event.id.clone()).or_default() += 1;
+                    *self.ids.entry(e.event.id.clone()).or_default() += 1;
                     if e.event.id.starts_with("deploy-") {
+                        self.deploys += 1;
                         assert!(
                             e.links.iter().any(|l| l.status == LinkStatus::Resolved),
                             "{}: link to the archived artifact not resolved: {:?}",
@@ -288,17 +309,12 @@ async fn up_deletes_archived_ledger_and_the_processor_resumes_from_the_archive()
                 }
                 RecordBody::Duplicate(d) => {
                     assert!(d.id.starts_with("build-"), "{d:?}");
-                    dups += 1;
+                    self.dups += 1;
                 }
                 _ => {}
             }
         }
     }
-    assert_eq!(ids.len(), 1500);
-    assert!(ids.values().all(|n| *n == 1), "an event twice");
-    assert_eq!(dups, 50);
-
-    common::assert_up_archive_verifies(dir);
 }
 
 /// Waits until the archive accounts for every raw record appended so far (the processor and
@@ -404,37 +420,15 @@ async fn on_dev_kafka_a_new_processor_resumes_from_the_archive_once_the_ledger_h
 
     let (records, ledger_start) = partition_history(&log, &store, 0).await;
     assert!(ledger_start >= start && start > 0);
-    let mut ids: HashMap<String, usize> = HashMap::new();
-    let (mut dups, mut deploys) = (0, 0);
-    for (i, r) in records.iter().enumerate() {
-        assert_eq!(r.seq, i as i64, "seq gap or fork");
-        if i > 0 {
-            assert_eq!(r.prev_hash, records[i - 1].hash, "chain broken at {i}");
-        }
-        match &r.body {
-            RecordBody::Event(e) => {
-                *ids.entry(e.event.id.clone()).or_default() += 1;
-                if e.event.id.starts_with("deploy-") {
-                    deploys += 1;
-                    assert!(
-                        e.links.iter().any(|l| l.status == LinkStatus::Resolved),
-                        "{}: link to the archived artifact not resolved: {:?}",
-                        e.event.id,
-                        e.links
-                    );
-                }
-            }
-            RecordBody::Duplicate(d) => {
-                assert!(d.id.starts_with("build-"), "{d:?}");
-                dups += 1;
-            }
-            _ => {}
-        }
-    }
-    assert_eq!(deploys, 100);
-    assert_eq!(dups, 50, "every retry of an archived build is a duplicate");
-    assert_eq!(ids.len() as u64, 2 * next + 100);
-    assert!(ids.values().all(|n| *n == 1), "an event twice");
+    let mut t = Tally::default();
+    t.add_chain("partition 0", &records);
+    assert_eq!(t.deploys, 100);
+    assert_eq!(
+        t.dups, 50,
+        "every retry of an archived build is a duplicate"
+    );
+    assert_eq!(t.ids.len() as u64, 2 * next + 100);
+    assert!(t.ids.values().all(|n| *n == 1), "an event twice");
     process.stop(Duration::from_secs(30));
     sink.stop(Duration::from_secs(30));
 }

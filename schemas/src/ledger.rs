@@ -167,6 +167,38 @@ pub struct Link {
     pub target_seq: Option<i64>,
 }
 
+impl Link {
+    /// A link whose target record is known: its hash, ledger partition and seq.
+    pub fn resolved(
+        relation: Relation,
+        target: String,
+        hash: LedgerHash,
+        partition: u32,
+        seq: i64,
+    ) -> Self {
+        Self {
+            relation,
+            target,
+            status: LinkStatus::Resolved,
+            target_hash: Some(hash),
+            target_partition: Some(i32::try_from(partition).unwrap_or(i32::MAX)),
+            target_seq: Some(seq),
+        }
+    }
+
+    /// A link whose target has not arrived yet.
+    pub fn pending(relation: Relation, target: String) -> Self {
+        Self {
+            relation,
+            target,
+            status: LinkStatus::Pending,
+            target_hash: None,
+            target_partition: None,
+            target_seq: None,
+        }
+    }
+}
+
 /// Whether a link's target was in the ledger when the link was written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum LinkStatus {

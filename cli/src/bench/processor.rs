@@ -154,23 +154,60 @@ async fn passthrough<L: Log>(log: Arc<L>, partitions: u32, n: usize) -> Result<R
     })
 }
 
+/// The default redaction policy with a fresh key: what every processor in this bench runs.
+fn default_redactor() -> Result<Redactor> {
+    Redactor::new(&Policy::default_policy(), Secret::generate()).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+/// A fresh embedded log in `dir`.
+fn embedded_log(dir: &std::path::Path, partitions: u32) -> Result<Arc<EmbeddedLog>> {
+    Ok(Arc::new(EmbeddedLog::open(
+        dir,
+        EmbeddedConfig {
+            partitions,
+            ..EmbeddedConfig::default()
+        },
+    )?))
+}
+
+/// A processor running on `log` until `stop` is called.
+struct Running {
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<Result<(), provenant_processor::ProcessorError>>,
+}
+
+impl Running {
+    async fn start<L: Log>(log: Arc<L>, cfg: ProcessorConfig) -> Result<Self> {
+        let registry = prometheus::Registry::new();
+        let p = Processor::new(log, cfg, Arc::new(default_redactor()?), &registry)
+            .await
+            .context("starting the processor")?;
+        let (stop, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(p.run(async {
+            let _ = rx.await;
+        }));
+        Ok(Self { stop, task })
+    }
+
+    fn is_finished(&self) -> bool {
+        self.task.is_finished()
+    }
+
+    async fn stop(self) -> Result<()> {
+        let _ = self.stop.send(());
+        self.task.await?.context("processor")?;
+        Ok(())
+    }
+}
+
 async fn processor<L: Log>(log: Arc<L>, partitions: u32, n: usize) -> Result<Rate> {
-    let redactor = Redactor::new(&Policy::default_policy(), Secret::generate())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let registry = prometheus::Registry::new();
     let cfg = ProcessorConfig {
         group: format!("bench-{}", rand::random::<u32>()),
         ..ProcessorConfig::default()
     };
     let cpu = cpu_seconds();
     let started = Instant::now();
-    let p = Processor::new(log.clone(), cfg, Arc::new(redactor), &registry)
-        .await
-        .context("starting the processor")?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(p.run(async {
-        let _ = rx.await;
-    }));
+    let running = Running::start(log.clone(), cfg).await?;
     // n records plus one fence per partition.
     let want = n as u64 + u64::from(partitions);
     let deadline = Instant::now() + Duration::from_secs(600);
@@ -184,15 +221,14 @@ async fn processor<L: Log>(log: Arc<L>, partitions: u32, n: usize) -> Result<Rat
         if written >= want {
             break;
         }
-        if Instant::now() > deadline || task.is_finished() {
+        if Instant::now() > deadline || running.is_finished() {
             bail!("the processor did not write {want} ledger records");
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
     let secs = started.elapsed().as_secs_f64();
     let cpu_used = cpu_seconds() - cpu;
-    let _ = tx.send(());
-    task.await?.context("processor")?;
+    running.stop().await?;
     let startup = first_entry.map_or(0.0, |(t, _, _)| (t - started).as_secs_f64());
     let (steady_cpu, steady_entries) = first_entry.map_or((cpu_used, want), |(_, c, w)| {
         (cpu_used - (c - cpu), want.saturating_sub(w))
@@ -235,13 +271,7 @@ async fn rounds(
             let rate = match backend {
                 Backend::Embedded => {
                     let dir = tempfile::tempdir()?;
-                    let log = Arc::new(EmbeddedLog::open(
-                        dir.path(),
-                        EmbeddedConfig {
-                            partitions,
-                            ..EmbeddedConfig::default()
-                        },
-                    )?);
+                    let log = embedded_log(dir.path(), partitions)?;
                     append_by_key(log.as_ref(), RAW_TOPIC, recs.to_vec()).await?;
                     if side == "processor" {
                         processor(log, partitions, n).await?
@@ -311,28 +341,8 @@ fn rss_mib() -> f64 {
 async fn rss_over_events(steps: usize, step: usize) -> Result<serde_json::Value> {
     let partitions = 4;
     let dir = tempfile::tempdir()?;
-    let log = Arc::new(EmbeddedLog::open(
-        dir.path(),
-        EmbeddedConfig {
-            partitions,
-            ..EmbeddedConfig::default()
-        },
-    )?);
-    let redactor = Redactor::new(&Policy::default_policy(), Secret::generate())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let registry = prometheus::Registry::new();
-    let p = Processor::new(
-        log.clone(),
-        ProcessorConfig::default(),
-        Arc::new(redactor),
-        &registry,
-    )
-    .await
-    .context("starting the processor")?;
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let task = tokio::spawn(p.run(async {
-        let _ = rx.await;
-    }));
+    let log = embedded_log(dir.path(), partitions)?;
+    let running = Running::start(log.clone(), ProcessorConfig::default()).await?;
     let mut points = vec![serde_json::json!([0, rss_mib()])];
     for k in 0..steps {
         progress(&format!("processor: rss step {}/{steps}", k + 1));
@@ -346,28 +356,27 @@ async fn rss_over_events(steps: usize, step: usize) -> Result<serde_json::Value>
         let want = ((k + 1) * step) as u64 + u64::from(partitions);
         let deadline = Instant::now() + Duration::from_secs(600);
         while ledger_total(log.as_ref(), partitions).await? < want {
-            if Instant::now() > deadline || task.is_finished() {
+            if Instant::now() > deadline || running.is_finished() {
                 bail!("the processor did not write {want} ledger records");
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
         points.push(serde_json::json!([(k + 1) * step, rss_mib()]));
     }
-    let _ = tx.send(());
-    task.await?.context("processor")?;
+    running.stop().await?;
     Ok(serde_json::Value::Array(points))
 }
 
 /// The unavoidable per-event stages, timed one after the other on one thread over `recs` in
 /// batches of 1,000 (the processor's batch), after one warm-up pass: µs per event each.
 fn stage_floor(recs: &[Record]) -> Result<serde_json::Value> {
-    let redactor = Redactor::new(&Policy::default_policy(), Secret::generate())
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let redactor = default_redactor()?;
     // Seconds per stage: decode, redact, seal, encode; and ledger bytes written.
     let mut secs = [0.0f64; 4];
     let mut bytes = 0usize;
     let mut head = ChainHead::GENESIS;
-    for pass in 0..2 {
+    // A warm-up pass, then the timed one: each pass starts the figures over.
+    for _ in 0..2 {
         secs = [0.0; 4];
         bytes = 0;
         for batch in recs.chunks(1000) {
@@ -402,7 +411,6 @@ fn stage_floor(recs: &[Record]) -> Result<serde_json::Value> {
             bytes += sealed.iter().map(|e| e.to_avro().len()).sum::<usize>();
             lap(&mut secs[3], t);
         }
-        let _ = pass;
     }
     let n = recs.len().max(1) as f64;
     let us = |s: f64| (s * 1e6 / n * 100.0).round() / 100.0;

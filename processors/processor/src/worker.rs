@@ -479,16 +479,13 @@ impl<L: Log> Worker<L> {
                         links.push(match found {
                             Some(t) => {
                                 counts.resolved += 1;
-                                Link {
-                                    relation: reference.relation,
+                                Link::resolved(
+                                    reference.relation,
                                     target,
-                                    status: LinkStatus::Resolved,
-                                    target_hash: Some(t.hash),
-                                    target_partition: Some(
-                                        i32::try_from(t.partition).unwrap_or(i32::MAX),
-                                    ),
-                                    target_seq: Some(t.seq),
-                                }
+                                    t.hash,
+                                    t.partition,
+                                    t.seq,
+                                )
                             }
                             None => {
                                 counts.pending += 1;
@@ -497,14 +494,7 @@ impl<L: Log> Worker<L> {
                                     head.next_seq,
                                     reference.relation,
                                 ));
-                                Link {
-                                    relation: reference.relation,
-                                    target,
-                                    status: LinkStatus::Pending,
-                                    target_hash: None,
-                                    target_partition: None,
-                                    target_seq: None,
-                                }
+                                Link::pending(reference.relation, target)
                             }
                         });
                     }

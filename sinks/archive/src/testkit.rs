@@ -15,8 +15,8 @@ use std::collections::{HashMap, VecDeque};
 
 use provenant_schemas::canonical::{ChainHead, chain_next};
 use provenant_schemas::ledger::{
-    EventRecord, Fence, LedgerEntry, LedgerHash, LedgerRecord, Link, LinkStatus, RecordBody,
-    Redaction, RedactionAction,
+    EventRecord, Fence, LedgerEntry, LedgerHash, LedgerRecord, Link, RecordBody, Redaction,
+    RedactionAction,
 };
 use provenant_schemas::validity::ReaderState;
 use provenant_schemas::{Event, Limits, Relation};
@@ -219,17 +219,13 @@ fn template_body(partition: u32, seq: i64) -> Result<RecordBody, String> {
             detector: "email".into(),
             action: RedactionAction::Token,
         }],
-        links: vec![Link {
-            relation: Relation::Runs,
-            target: format!(
+        links: vec![Link::pending(
+            Relation::Runs,
+            format!(
                 "artifact:sha256:{}",
                 hex::encode([u8::try_from(seq % 256).unwrap_or(0); 32])
             ),
-            status: LinkStatus::Pending,
-            target_hash: None,
-            target_partition: None,
-            target_seq: None,
-        }],
+        )],
     }))
 }
 
@@ -453,22 +449,8 @@ impl Realistic {
     /// processor's entity state), pending otherwise.
     fn link(&self, partition: u32, relation: Relation, target: String) -> Link {
         match self.seen.get(&target) {
-            Some((hash, seq)) => Link {
-                relation,
-                target,
-                status: LinkStatus::Resolved,
-                target_hash: Some(*hash),
-                target_partition: Some(i32::try_from(partition).unwrap_or(i32::MAX)),
-                target_seq: Some(*seq),
-            },
-            None => Link {
-                relation,
-                target,
-                status: LinkStatus::Pending,
-                target_hash: None,
-                target_partition: None,
-                target_seq: None,
-            },
+            Some((hash, seq)) => Link::resolved(relation, target, *hash, partition, *seq),
+            None => Link::pending(relation, target),
         }
     }
 

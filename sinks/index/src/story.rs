@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 
 use provenant_schemas::canonical::{ChainHead, chain_next};
 use provenant_schemas::ledger::{
-    DuplicateMarker, EventRecord, InvalidRecord, LedgerHash, LinkResolution, LinkStatus, Redaction,
+    DuplicateMarker, EventRecord, InvalidRecord, LedgerHash, LinkResolution, Redaction,
     RedactionAction, RejectedMarker,
 };
 use provenant_schemas::validity::ReaderState;
@@ -307,24 +307,12 @@ impl Ledger {
                 continue;
             }
             match known {
-                Some((p, s, h)) => links.push(provenant_schemas::ledger::Link {
-                    relation: r.relation,
-                    target,
-                    status: LinkStatus::Resolved,
-                    target_hash: Some(*h),
-                    target_partition: Some(i32::try_from(*p).unwrap_or(i32::MAX)),
-                    target_seq: Some(*s),
-                }),
+                Some((p, s, h)) => links.push(provenant_schemas::ledger::Link::resolved(
+                    r.relation, target, *h, *p, *s,
+                )),
                 None => {
                     pending.push((r.relation, target.clone()));
-                    links.push(provenant_schemas::ledger::Link {
-                        relation: r.relation,
-                        target,
-                        status: LinkStatus::Pending,
-                        target_hash: None,
-                        target_partition: None,
-                        target_seq: None,
-                    });
+                    links.push(provenant_schemas::ledger::Link::pending(r.relation, target));
                 }
             }
         }

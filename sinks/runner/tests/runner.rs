@@ -111,19 +111,24 @@ async fn run_until(log: &Arc<EmbeddedLog>, sink: Memory, want: usize) {
     task.await.unwrap().unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_sink_gets_what_counts_in_order_once_across_restarts() {
-    let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
+/// A two-partition embedded log in `dir`.
+fn open_log(dir: &std::path::Path) -> Arc<EmbeddedLog> {
+    Arc::new(
         EmbeddedLog::open(
-            dir.path(),
+            dir,
             EmbeddedConfig {
                 partitions: 2,
                 ..EmbeddedConfig::default()
             },
         )
         .unwrap(),
-    );
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sink_gets_what_counts_in_order_once_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open_log(dir.path());
     let fence = |e| {
         LedgerEntry::Fence(Fence {
             writer_epoch: e,
@@ -194,16 +199,7 @@ fn lag(registry: &prometheus::Registry) -> HashMap<String, i64> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lag_keeps_growing_while_the_sink_is_stuck_and_goes_with_the_partition() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(
-        EmbeddedLog::open(
-            dir.path(),
-            EmbeddedConfig {
-                partitions: 2,
-                ..EmbeddedConfig::default()
-            },
-        )
-        .unwrap(),
-    );
+    let log = open_log(dir.path());
     let mut head = ChainHead::GENESIS;
     let mut records = |n: i64, from: i64| {
         (from..from + n)
