@@ -19,9 +19,9 @@ use std::time::{Duration, Instant};
 use common::{Broker, Role, Up, free_port};
 use provenant_archive::{ArchiveStore, S3Options};
 use provenant_log::embedded::{EmbeddedConfig, EmbeddedLog};
-use provenant_log::{LEDGER_TOPIC, Log, LogReader, RAW_TOPIC, Record, append_by_key};
-use provenant_schemas::ledger::{LedgerEntry, LedgerRecord, LinkStatus, RecordBody};
-use provenant_schemas::validity::{ReaderState, Validator, Verdict};
+use provenant_log::{LEDGER_TOPIC, Log, RAW_TOPIC, Record, append_by_key};
+use provenant_schemas::ledger::{LedgerRecord, LinkStatus, RecordBody};
+use provenant_schemas::validity::ReaderState;
 use provenant_schemas::{Event, Limits, binary_mode};
 
 const PARTITIONS: u32 = 4;
@@ -107,26 +107,13 @@ async fn partition_history<L: Log>(
     .await
     .unwrap()
     .unwrap_or(ReaderState::START);
-    let wm = log.watermarks(LEDGER_TOPIC, p).await.unwrap();
-    let mut reader = log
-        .reader(LEDGER_TOPIC, p, state.ledger_offset)
-        .await
-        .unwrap();
-    let mut v = Validator::new(state);
-    while reader.position() < wm.end {
-        for s in reader
-            .next_batch(1000, Duration::from_millis(500))
+    let start = log.watermarks(LEDGER_TOPIC, p).await.unwrap().start;
+    records.extend(
+        common::crash::read_partition_from(log, p, state)
             .await
-            .unwrap()
-        {
-            if let (Verdict::Valid, Some(LedgerEntry::Record(r))) =
-                v.observe_bytes(s.offset, &s.record.value)
-            {
-                records.push(r);
-            }
-        }
-    }
-    (records, wm.start)
+            .records,
+    );
+    (records, start)
 }
 
 /// [`partition_history`] of every partition of the embedded log in `dir`.

@@ -170,23 +170,32 @@ pub struct LedgerPartition {
 pub async fn read_ledger<L: Log>(log: &L) -> Vec<LedgerPartition> {
     let mut out = Vec::new();
     for p in 0..log.partition_count(LEDGER_TOPIC).await.unwrap() {
-        let end = log.watermarks(LEDGER_TOPIC, p).await.unwrap().end;
-        let mut r = log.reader(LEDGER_TOPIC, p, 0).await.unwrap();
-        let mut v = Validator::new(ReaderState::START);
-        let mut records = Vec::new();
-        while r.position() < end {
-            for s in r.next_batch(2000, Duration::from_secs(1)).await.unwrap() {
-                if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
-                    v.observe_bytes(s.offset, &s.record.value)
-                {
-                    records.push(rec);
-                }
-            }
-        }
-        out.push(LedgerPartition {
-            records,
-            state: *v.state(),
-        });
+        out.push(read_partition_from(log, p, ReaderState::START).await);
     }
     out
+}
+
+/// Ledger partition `p` read under the validity rule from `state` (a reader state saved by a
+/// sink or the archive) to the end it had when the read began.
+pub async fn read_partition_from<L: Log>(log: &L, p: u32, state: ReaderState) -> LedgerPartition {
+    let end = log.watermarks(LEDGER_TOPIC, p).await.unwrap().end;
+    let mut r = log
+        .reader(LEDGER_TOPIC, p, state.ledger_offset)
+        .await
+        .unwrap();
+    let mut v = Validator::new(state);
+    let mut records = Vec::new();
+    while r.position() < end {
+        for s in r.next_batch(2000, Duration::from_secs(1)).await.unwrap() {
+            if let (Verdict::Valid, Some(LedgerEntry::Record(rec))) =
+                v.observe_bytes(s.offset, &s.record.value)
+            {
+                records.push(rec);
+            }
+        }
+    }
+    LedgerPartition {
+        records,
+        state: *v.state(),
+    }
 }
