@@ -6,7 +6,7 @@
 //! The corpus is the redaction crate's own: `processors/redact/corpus/pii.json` (113 planted
 //! PII items and secrets, each naming the detector that must catch it) and `negative.json`
 //! (98 values that must never be redacted). Each item becomes one CloudEvents-shaped JSON
-//! document (the envelope of a real event, the value in the field the item names; each
+//! document ([`provenant_redact::corpus`]) (the envelope of a real event, the value in the field the item names; each
 //! negative in `data.message` and `data.annotations.note`). Both sides get a fresh copy of
 //! every document per pass (ours a `serde_json::Value`, VRL a `vrl::value::Value`, both
 //! converted before timing) and redact every string in it:
@@ -75,8 +75,8 @@ mod vrl_bench {
     use std::time::Instant;
 
     use anyhow::{Context as _, Result, anyhow, bail};
+    use provenant_redact::corpus::documents;
     use provenant_redact::{Policy, Redactor, Secret};
-    use serde::Deserialize;
     use serde_json::{Value, json};
     use vrl::compiler::state::RuntimeState;
     use vrl::compiler::{Context, Program, TargetValue, TimeZone};
@@ -85,102 +85,23 @@ mod vrl_bench {
     use super::super::{Comparison, Plan, median, progress};
     use super::VRL_FILTERS;
 
-    const PII: &str = include_str!("../../../processors/redact/corpus/pii.json");
-    const NEGATIVE: &str = include_str!("../../../processors/redact/corpus/negative.json");
-
-    #[derive(Deserialize)]
-    struct Corpus<T> {
-        items: Vec<T>,
-    }
-
-    #[derive(Deserialize)]
-    struct Planted {
-        detector: String,
-        value: String,
-        kind: String,
-        field: String,
-        text: String,
-    }
-
-    #[derive(Deserialize)]
-    struct Negative {
-        value: String,
-    }
-
-    /// One document of the corpus; `planted` is `(kind, value)` for a PII item, `None` for a
-    /// negative.
+    /// One document of the corpus, as JSON for ours and as a VRL value for VRL.
     struct Doc {
         json: Value,
         vrl: VrlValue,
         planted: Option<(String, String)>,
     }
 
-    /// The envelope of a real event of `kind` with an empty `data.annotations`.
-    fn envelope(kind: &str, n: usize) -> Value {
-        json!({
-            "specversion": "1.0",
-            "id": format!("0190b6f2-3c4d-7e8f-9a0b-{n:012x}"),
-            "source": "https://ci.example.com/acme/api",
-            "type": format!("io.provenant.{kind}.v1"),
-            "time": "2026-11-23T10:05:00Z",
-            "datacontenttype": "application/json",
-            "data": {
-                "service": "api",
-                "environment": "production",
-                "deploy_id": "deploy-prod-20261123-0042",
-                "artifact_digest": "sha256:2c26b46b68ffc68ff99b453c1d30413413422d706483bfa0f98a5e886266e7ae",
-                "annotations": {"region": "eu-west-1", "ci.runner": "ubuntu-24.04"}
-            }
-        })
-    }
-
-    /// Puts `text` at `field` (`annotations.x` → `data.annotations.x`, `extensions.x` and
-    /// `subject` → top level, anything else → `data.<field>`).
-    fn place(doc: &mut Value, field: &str, text: &str) -> Result<()> {
-        let (obj, name) = if let Some(k) = field.strip_prefix("annotations.") {
-            (doc.pointer_mut("/data/annotations"), k)
-        } else if let Some(k) = field.strip_prefix("extensions.") {
-            (Some(&mut *doc), k)
-        } else if field == "subject" {
-            (Some(&mut *doc), field)
-        } else {
-            (doc.pointer_mut("/data"), field)
-        };
-        let obj = obj
-            .and_then(Value::as_object_mut)
-            .ok_or_else(|| anyhow!("no object for {field}"))?;
-        obj.insert(name.to_owned(), Value::String(text.to_owned()));
-        Ok(())
-    }
-
     fn corpus() -> Result<Vec<Doc>> {
-        let pii: Corpus<Planted> = serde_json::from_str(PII).context("pii.json")?;
-        let neg: Corpus<Negative> = serde_json::from_str(NEGATIVE).context("negative.json")?;
-        let mut docs = Vec::new();
-        for (n, item) in pii.items.into_iter().enumerate() {
-            let mut json = envelope(&item.kind, n);
-            place(
-                &mut json,
-                &item.field,
-                &item.text.replace("{v}", &item.value),
-            )?;
-            docs.push(Doc {
-                vrl: VrlValue::from(json.clone()),
-                json,
-                planted: Some((item.detector, item.value)),
-            });
-        }
-        for (n, item) in neg.items.into_iter().enumerate() {
-            let mut json = envelope("runtime", 1000 + n);
-            place(&mut json, "message", &item.value)?;
-            place(&mut json, "annotations.note", &item.value)?;
-            docs.push(Doc {
-                vrl: VrlValue::from(json.clone()),
-                json,
-                planted: None,
-            });
-        }
-        Ok(docs)
+        Ok(documents()
+            .context("the redaction corpus")?
+            .into_iter()
+            .map(|d| Doc {
+                vrl: VrlValue::from(d.json.clone()),
+                json: d.json,
+                planted: d.planted,
+            })
+            .collect())
     }
 
     /// Whether any member name or string of `v` contains `needle`.

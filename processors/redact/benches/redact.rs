@@ -9,7 +9,10 @@
 //! * dirty: `redact_event` on a runtime event carrying an e-mail, an IP address, a card
 //!   number, a URL with a password and a JWT (the clone that restores it for the next
 //!   iteration is timed in a separate line and subtracted);
-//! * dlq: `redact_json` on the dirty event's JSON.
+//! * dlq: `redact_json` on the dirty event's JSON;
+//! * corpus: `redact_json` on every document of the redaction corpus
+//!   (`provenant_redact::corpus`, the input `provenant bench`'s `redact_vs_vrl` times), with
+//!   the clone of each document timed alone and subtracted.
 //!
 //! After criterion's report, a short self-timed pass prints ns/event and the ratio to the
 //! baseline, so the numbers can be compared across machines.
@@ -203,5 +206,31 @@ fn main() {
         "events/s per core: clean {:.0}, dirty {:.0}",
         1e9 / ns(t_clean).max(1) as f64,
         1e9 / ns(t_dirty).max(1) as f64
+    );
+
+    let docs: Vec<serde_json::Value> = provenant_redact::corpus::documents()
+        .unwrap()
+        .into_iter()
+        .map(|d| d.json)
+        .collect();
+    let all = |redact: bool| {
+        for d in &docs {
+            let mut c = black_box(d).clone();
+            if redact {
+                black_box(r.redact_json(&mut c));
+            }
+            black_box(c);
+        }
+    };
+    let t_corpus = time(budget, || all(true));
+    let t_corpus_clone = time(budget, || all(false));
+    let per_doc = t_corpus.as_secs_f64() / docs.len() as f64;
+    let clone_per_doc = t_corpus_clone.as_secs_f64() / docs.len() as f64;
+    println!(
+        "corpus ({} documents): redact_json {:.0} ns/document with its clone ({:.0} documents/s), clone alone {:.0} ns",
+        docs.len(),
+        per_doc * 1e9,
+        1.0 / per_doc,
+        clone_per_doc * 1e9
     );
 }

@@ -14,6 +14,49 @@ pub(crate) struct Glob {
     pattern: Box<[u8]>,
     /// ASCII case-insensitive (key names) or exact (paths).
     case_insensitive: bool,
+    /// The pattern's form, for the common ones matched without the general algorithm.
+    shape: Shape,
+}
+
+/// `lit`, `lit*`, `*lit` and `*lit*` with `lit` free of wildcards (every default secret-key
+/// pattern is one of these) are matched as a comparison, a prefix, a suffix or a substring
+/// test; anything else by [`wildcard`]. Both give the same answer (a property test).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Shape {
+    Exact,
+    Prefix,
+    Suffix,
+    Contains,
+    General,
+}
+
+impl Shape {
+    fn of(pattern: &[u8]) -> Shape {
+        let (lead, rest) = match pattern.split_first() {
+            Some((b'*', rest)) => (true, rest),
+            _ => (false, pattern),
+        };
+        let (trail, lit) = match rest.split_last() {
+            Some((b'*', lit)) => (true, lit),
+            _ => (false, rest),
+        };
+        if lit.is_empty() || lit.iter().any(|b| matches!(b, b'*' | b'?')) {
+            return Shape::General;
+        }
+        match (lead, trail) {
+            (false, false) => Shape::Exact,
+            (false, true) => Shape::Prefix,
+            (true, false) => Shape::Suffix,
+            (true, true) => Shape::Contains,
+        }
+    }
+
+    /// The literal between the leading and trailing stars.
+    fn literal(self, pattern: &[u8]) -> &[u8] {
+        let lo = usize::from(matches!(self, Shape::Suffix | Shape::Contains));
+        let hi = pattern.len() - usize::from(matches!(self, Shape::Prefix | Shape::Contains));
+        pattern.get(lo..hi).unwrap_or_default()
+    }
 }
 
 /// Why a glob was refused.
@@ -53,14 +96,17 @@ impl Glob {
         Ok(Glob {
             pattern: pattern.as_bytes().into(),
             case_insensitive: false,
+            shape: Shape::of(pattern.as_bytes()),
         })
     }
 
     /// A key-name glob, matched without regard to ASCII case.
     pub(crate) fn key(pattern: &str) -> Result<Glob, GlobError> {
         check_common(pattern)?;
+        let pattern = pattern.to_ascii_lowercase().into_bytes();
         Ok(Glob {
-            pattern: pattern.to_ascii_lowercase().into_bytes().into(),
+            shape: Shape::of(&pattern),
+            pattern: pattern.into(),
             case_insensitive: true,
         })
     }
@@ -81,7 +127,26 @@ impl Glob {
 
     /// Whether `text` matches.
     pub(crate) fn matches(&self, text: &str) -> bool {
-        self.matches_parts(&[text])
+        let t = text.as_bytes();
+        let lit = self.shape.literal(&self.pattern);
+        let eq = |a: &[u8]| {
+            if self.case_insensitive {
+                a.eq_ignore_ascii_case(lit)
+            } else {
+                a == lit
+            }
+        };
+        match self.shape {
+            Shape::Exact => eq(t),
+            Shape::Prefix => t.get(..lit.len()).is_some_and(eq),
+            Shape::Suffix => t
+                .len()
+                .checked_sub(lit.len())
+                .and_then(|s| t.get(s..))
+                .is_some_and(eq),
+            Shape::Contains => t.windows(lit.len()).any(eq),
+            Shape::General => self.matches_parts(&[text]),
+        }
     }
 
     /// Whether the pattern holds a wildcard.
@@ -212,6 +277,32 @@ mod tests {
         assert!(g.matches("API_KEY"));
         assert!(!g.matches("keyring"));
         assert_eq!(Glob::key("*token*").unwrap().longest_literal(), b"token");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn shaped_globs_match_as_the_general_algorithm_does(
+            pattern in "[*]?[a-cA-C_?.]{0,4}[*]?",
+            text in "[a-cA-C_.]{0,8}",
+        ) {
+            for glob in [Glob::key(&pattern), Glob::path(&pattern)].into_iter().flatten() {
+                let general = wildcard(&glob.pattern, &Parts::new(&[&text]), glob.case_insensitive);
+                proptest::prop_assert_eq!(glob.matches(&text), general, "{:?} {:?}", glob, text);
+            }
+        }
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(Glob::key("*token*").unwrap().shape, Shape::Contains);
+        assert_eq!(Glob::key("*_key").unwrap().shape, Shape::Suffix);
+        assert_eq!(Glob::path("data.*").unwrap().shape, Shape::Prefix);
+        assert_eq!(Glob::path("subject").unwrap().shape, Shape::Exact);
+        assert_eq!(Glob::path("data.a?tor").unwrap().shape, Shape::General);
+        assert_eq!(Glob::key("*").unwrap().shape, Shape::General);
+        assert!(Glob::key("*").unwrap().matches("anything"));
+        assert!(Glob::key("*_KEY").unwrap().matches("API_Key"));
+        assert!(!Glob::key("*_key").unwrap().matches("_ke"));
     }
 
     #[test]

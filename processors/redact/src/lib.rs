@@ -14,12 +14,14 @@
 //!
 //! Modules: `policy` (the file format, errors, key loading), `redactor` (walking events and
 //! JSON, what each field may become), `scan` (the detectors), `detector` (names, masks,
-//! precedence), `glob` (path and key patterns), `secret` ([`Secret`]).
+//! precedence), `glob` (path and key patterns), `secret` ([`Secret`]), and `corpus` (the PII and
+//! negative corpus as event documents, for benchmarks against other redactors).
 //!
 //! Depends on the schema crate only (plus small, pure crates): no I/O except reading the
 //! policy and key files, no tokio, no rdkafka. See `README.md` for the policy format and
 //! every detector.
 
+pub mod corpus;
 mod detector;
 mod glob;
 mod policy;

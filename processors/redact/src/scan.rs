@@ -107,6 +107,8 @@ pub(crate) struct KeyMatcher {
     exclude: Vec<Glob>,
     /// The longest literal of each pattern: a key must contain one to match.
     words: Option<AhoCorasick>,
+    /// The shortest of those literals: a shorter key matches no pattern.
+    min_len: usize,
 }
 
 impl KeyMatcher {
@@ -117,17 +119,19 @@ impl KeyMatcher {
             .build(&lits)
             .ok()
             .filter(|_| !lits.is_empty());
+        let min_len = lits.iter().map(|l| l.len()).min().unwrap_or(0);
         Self {
             patterns,
             exclude,
             words,
+            min_len,
         }
     }
 
     /// Whether `key` is secret-like, and how.
     pub(crate) fn kind(&self, key: &str) -> Option<KeyKind> {
         let words = self.words.as_ref()?;
-        if !words.is_match(key) {
+        if key.len() < self.min_len || !words.is_match(key) {
             return None;
         }
         if !self.patterns.iter().any(|g| g.matches(key))
@@ -143,11 +147,58 @@ impl KeyMatcher {
     }
 }
 
+/// Strings shorter than this are searched for [`LITERALS`] by [`each_literal_by_tables`]:
+/// the automaton's SIMD search needs a longer haystack to pay for its setup, and falls back
+/// to Rabin-Karp below it.
+const SHORT_STRING: usize = 64;
+
+/// Bit `k` set in `LITERAL_FIRST[c]` when `LITERALS[k]` starts with byte `c`.
+static LITERAL_FIRST: [u64; 256] = literal_byte_masks(0);
+/// Bit `k` set in `LITERAL_SECOND[c]` when `LITERALS[k]`'s second byte is `c`.
+static LITERAL_SECOND: [u64; 256] = literal_byte_masks(1);
+
+// Indexing in a const initializer is checked at compile time.
+#[allow(clippy::indexing_slicing)]
+const fn literal_byte_masks(at: usize) -> [u64; 256] {
+    assert!(LITERALS.len() <= 64, "one bit per literal");
+    let mut t = [0u64; 256];
+    let mut k = 0;
+    while k < LITERALS.len() {
+        let lit = LITERALS[k].0.as_bytes();
+        assert!(lit.len() >= 2, "literals are at least two bytes long");
+        t[lit[at] as usize] |= 1 << k;
+        k += 1;
+    }
+    t
+}
+
+/// Every occurrence of a literal in `b`, found by testing each pair of adjacent bytes
+/// against the tables of which literals have that first and that second byte.
+fn each_literal_by_tables(b: &[u8], mut f: impl FnMut(usize, usize)) {
+    for (i, pair) in b.windows(2).enumerate() {
+        let (Some(&c0), Some(&c1)) = (pair.first(), pair.get(1)) else {
+            continue;
+        };
+        let mut cands = LITERAL_FIRST.get(usize::from(c0)).copied().unwrap_or(0)
+            & LITERAL_SECOND.get(usize::from(c1)).copied().unwrap_or(0);
+        while cands != 0 {
+            let k = cands.trailing_zeros() as usize;
+            cands &= cands - 1;
+            if let Some((lit, _)) = LITERALS.get(k)
+                && b.get(i..)
+                    .is_some_and(|rest| rest.starts_with(lit.as_bytes()))
+            {
+                f(i, k);
+                break;
+            }
+        }
+    }
+}
+
 /// The scanner for one policy: which detectors are on and which keys are secret-like.
 #[derive(Clone, Debug)]
 pub(crate) struct Scanner {
     ac: AhoCorasick,
-    triggers: Vec<Trigger>,
     enabled: [bool; Detector::ALL.len()],
     keys: KeyMatcher,
 }
@@ -158,7 +209,6 @@ impl Scanner {
         keys: KeyMatcher,
     ) -> Result<Self, aho_corasick::BuildError> {
         let pats: Vec<&str> = LITERALS.iter().map(|(p, _)| *p).collect();
-        let triggers: Vec<Trigger> = LITERALS.iter().map(|(_, t)| *t).collect();
         // Exact case and leftmost-longest, so that the automaton can use its SIMD prefilter:
         // a string holding none of the literals is skipped at memory speed. Secret-like key
         // words (any case) are found by the byte pass at `=` / `:` instead.
@@ -171,12 +221,7 @@ impl Scanner {
                     .match_kind(MatchKind::LeftmostLongest)
                     .build(&pats)
             })?;
-        Ok(Self {
-            ac,
-            triggers,
-            enabled,
-            keys,
-        })
+        Ok(Self { ac, enabled, keys })
     }
 
     fn on(&self, d: Detector) -> bool {
@@ -213,20 +258,11 @@ impl Scanner {
 
     fn literal_pass(&self, s: &str, out: &mut Vec<Finding>, protect: &mut Vec<(usize, usize)>) {
         let b = s.as_bytes();
-        // Leftmost-longest matches, restarting one byte after each match start: every
-        // literal occurrence is seen except one starting where a longer one starts (none of
-        // the literals is a prefix of another).
-        let mut from = 0;
-        while from < s.len() {
-            let Some(m) = self.ac.find(Input::new(s).span(from..s.len())) else {
-                break;
+        self.each_literal(s, |ps, k| {
+            let Some(&(lit, trigger)) = LITERALS.get(k) else {
+                return;
             };
-            from = m.start() + 1;
-            let Some(&trigger) = self.triggers.get(m.pattern().as_usize()) else {
-                continue;
-            };
-            let (ps, pe) = (m.start(), m.end());
-            let lit = b.get(ps..pe).unwrap_or_default();
+            let (lit, pe) = (lit.as_bytes(), ps + lit.len());
             let found: Option<(usize, usize, Detector)> = match trigger {
                 Trigger::AwsAccess => self.aws_access(b, ps, pe, lit),
                 Trigger::AwsSecretWord => self.aws_secret(b, ps, pe).or_else(|| {
@@ -275,6 +311,27 @@ impl Scanner {
                     detector,
                 });
             }
+        });
+    }
+
+    /// Calls `f(start, k)` for every occurrence of `LITERALS[k]` in `s`, in order of `start`
+    /// (at most one literal starts at any position: none is a prefix of another). Strings
+    /// shorter than [`SHORT_STRING`] are searched with the byte tables, longer ones with the
+    /// automaton; both find the same occurrences (a property test).
+    fn each_literal(&self, s: &str, mut f: impl FnMut(usize, usize)) {
+        if s.len() < SHORT_STRING {
+            each_literal_by_tables(s.as_bytes(), f);
+            return;
+        }
+        // Leftmost-longest matches, restarting one byte after each match start: every
+        // literal occurrence is seen (none of the literals is a prefix of another).
+        let mut from = 0;
+        while from < s.len() {
+            let Some(m) = self.ac.find(Input::new(s).span(from..s.len())) else {
+                break;
+            };
+            from = m.start() + 1;
+            f(m.start(), m.pattern().as_usize());
         }
     }
 
@@ -488,7 +545,8 @@ impl Scanner {
                         None
                     };
                     if hit.is_none() {
-                        i = run(b, i, |c| c.is_ascii_digit());
+                        // No digit or capital later in this word is at a word boundary.
+                        i = run(b, i, is_word);
                         continue;
                     }
                     hit
@@ -518,11 +576,17 @@ impl Scanner {
                 b'+' => self.phone_intl(b, i),
                 b'(' => self.phone_paren(b, i),
                 _ => {
-                    if is_word(before(b, i)) {
+                    let hit = if is_word(before(b, i)) {
                         None
                     } else {
                         self.iban(b, i)
+                    };
+                    if hit.is_none() {
+                        // As for digits: nothing else in this word can start a finding.
+                        i = run(b, i, is_word);
+                        continue;
                     }
+                    hit
                 }
             };
             match hit {
@@ -1449,6 +1513,77 @@ mod tests {
 
     fn scanner() -> Scanner {
         Policy::default_policy().compile().unwrap().scanner
+    }
+
+    #[test]
+    fn no_literal_is_a_prefix_of_another() {
+        for (a, _) in LITERALS {
+            for (b, _) in LITERALS {
+                assert!(a == b || !b.starts_with(a), "{a} is a prefix of {b}");
+            }
+        }
+    }
+
+    fn literals_by_automaton(s: &str) -> Vec<(usize, usize)> {
+        let scanner = scanner();
+        let mut found = Vec::new();
+        // Padded past the short-string limit with a byte no literal holds.
+        let long = format!("{s}{}", "\u{1}".repeat(SHORT_STRING));
+        scanner.each_literal(&long, |i, k| found.push((i, k)));
+        found
+    }
+
+    fn literals_by_tables(s: &str) -> Vec<(usize, usize)> {
+        let mut found = Vec::new();
+        each_literal_by_tables(s.as_bytes(), |i, k| found.push((i, k)));
+        found
+    }
+
+    #[test]
+    fn literal_tables_find_what_the_automaton_finds_in_examples() {
+        let mut every = String::new();
+        for (lit, _) in LITERALS {
+            every.push_str(lit);
+            every.push_str(&lit[..lit.len() - 1]);
+        }
+        for s in [
+            "",
+            "A",
+            "AKIAASIA",
+            "-----BEGIN -----BEGIN",
+            "hmac:hmac[REDACTED",
+            "xoxb-xoxp-",
+            "eyJeyJeyJ",
+            every.as_str(),
+        ] {
+            assert_eq!(literals_by_tables(s), literals_by_automaton(s), "{s:?}");
+        }
+        let seen: std::collections::BTreeSet<usize> = literals_by_tables(&every)
+            .into_iter()
+            .map(|(_, k)| k)
+            .collect();
+        assert_eq!(seen.len(), LITERALS.len(), "every literal found");
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    proptest::proptest! {
+        #[test]
+        fn literal_tables_find_what_the_automaton_finds(
+            parts in proptest::collection::vec(
+                proptest::prop_oneof![
+                    (0..LITERALS.len(), 0usize..3).prop_map(|(k, cut)| {
+                        let lit = LITERALS[k].0;
+                        lit[..(lit.len() - cut).max(1)].to_owned()
+                    }),
+                    "[A-Za-z0-9_=:/ .-]{0,6}",
+                ],
+                0..12,
+            )
+        ) {
+            let s: String = parts.concat();
+            proptest::prop_assert_eq!(literals_by_tables(&s), literals_by_automaton(&s));
+        }
     }
 
     fn found(s: &str) -> Vec<(String, &'static str)> {
