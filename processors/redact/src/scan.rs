@@ -105,8 +105,10 @@ pub(crate) enum KeyKind {
 pub(crate) struct KeyMatcher {
     patterns: Vec<Glob>,
     exclude: Vec<Glob>,
-    /// The longest literal of each pattern: a key must contain one to match.
+    /// The longest literal of each pattern: a key must contain one to match. Searched with
+    /// `word_table` when they fit one, else with the automaton.
     words: Option<AhoCorasick>,
+    word_table: Option<PairTable>,
     /// The shortest of those literals: a shorter key matches no pattern.
     min_len: usize,
 }
@@ -120,10 +122,12 @@ impl KeyMatcher {
             .ok()
             .filter(|_| !lits.is_empty());
         let min_len = lits.iter().map(|l| l.len()).min().unwrap_or(0);
+        let word_table = PairTable::new(&lits, true);
         Self {
             patterns,
             exclude,
             words,
+            word_table,
             min_len,
         }
     }
@@ -131,7 +135,14 @@ impl KeyMatcher {
     /// Whether `key` is secret-like, and how.
     pub(crate) fn kind(&self, key: &str) -> Option<KeyKind> {
         let words = self.words.as_ref()?;
-        if key.len() < self.min_len || !words.is_match(key) {
+        if key.len() < self.min_len {
+            return None;
+        }
+        let holds_word = match &self.word_table {
+            Some(table) => table.is_match(key.as_bytes()),
+            None => words.is_match(key),
+        };
+        if !holds_word {
             return None;
         }
         if !self.patterns.iter().any(|g| g.matches(key))
@@ -147,51 +158,95 @@ impl KeyMatcher {
     }
 }
 
-/// Strings shorter than this are searched for [`LITERALS`] by [`each_literal_by_tables`]:
-/// the automaton's SIMD search needs a longer haystack to pay for its setup, and falls back
-/// to Rabin-Karp below it.
+/// Strings shorter than this are searched for [`LITERALS`] by a [`PairTable`]: the
+/// automaton's SIMD search needs a longer haystack to pay for its setup, and falls back to
+/// Rabin-Karp below it.
 const SHORT_STRING: usize = 64;
 
-/// Bit `k` set in `LITERAL_FIRST[c]` when `LITERALS[k]` starts with byte `c`.
-static LITERAL_FIRST: [u64; 256] = literal_byte_masks(0);
-/// Bit `k` set in `LITERAL_SECOND[c]` when `LITERALS[k]`'s second byte is `c`.
-static LITERAL_SECOND: [u64; 256] = literal_byte_masks(1);
-
-// Indexing in a const initializer is checked at compile time.
-#[allow(clippy::indexing_slicing)]
-const fn literal_byte_masks(at: usize) -> [u64; 256] {
-    assert!(LITERALS.len() <= 64, "one bit per literal");
-    let mut t = [0u64; 256];
-    let mut k = 0;
-    while k < LITERALS.len() {
-        let lit = LITERALS[k].0.as_bytes();
-        assert!(lit.len() >= 2, "literals are at least two bytes long");
-        t[lit[at] as usize] |= 1 << k;
-        k += 1;
-    }
-    t
+/// Up to 64 literals of at least two bytes, found in a string by testing each pair of
+/// adjacent bytes against two tables: which literals have this first byte, which have this
+/// second byte (one bit per literal). Only where both admit a literal is it compared. On
+/// the short strings events are made of this costs less than an automaton search.
+#[derive(Clone, Debug)]
+pub(crate) struct PairTable {
+    first: Box<[u64; 256]>,
+    second: Box<[u64; 256]>,
+    literals: Vec<Box<[u8]>>,
+    /// ASCII case-insensitive.
+    ci: bool,
 }
 
-/// Every occurrence of a literal in `b`, found by testing each pair of adjacent bytes
-/// against the tables of which literals have that first and that second byte.
-fn each_literal_by_tables(b: &[u8], mut f: impl FnMut(usize, usize)) {
-    for (i, pair) in b.windows(2).enumerate() {
-        let (Some(&c0), Some(&c1)) = (pair.first(), pair.get(1)) else {
-            continue;
-        };
-        let mut cands = LITERAL_FIRST.get(usize::from(c0)).copied().unwrap_or(0)
-            & LITERAL_SECOND.get(usize::from(c1)).copied().unwrap_or(0);
-        while cands != 0 {
-            let k = cands.trailing_zeros() as usize;
-            cands &= cands - 1;
-            if let Some((lit, _)) = LITERALS.get(k)
-                && b.get(i..)
-                    .is_some_and(|rest| rest.starts_with(lit.as_bytes()))
-            {
-                f(i, k);
-                break;
+impl PairTable {
+    /// None when there are more than 64 literals or one is shorter than two bytes.
+    pub(crate) fn new<L: AsRef<[u8]>>(literals: &[L], ci: bool) -> Option<PairTable> {
+        if literals.len() > 64 {
+            return None;
+        }
+        let mut first = Box::new([0u64; 256]);
+        let mut second = Box::new([0u64; 256]);
+        for (k, lit) in literals.iter().enumerate() {
+            let &[c0, c1, ..] = lit.as_ref() else {
+                return None;
+            };
+            for (table, c) in [(&mut first, c0), (&mut second, c1)] {
+                let cases = if ci {
+                    [c.to_ascii_lowercase(), c.to_ascii_uppercase()]
+                } else {
+                    [c, c]
+                };
+                for c in cases {
+                    if let Some(slot) = table.get_mut(usize::from(c)) {
+                        *slot |= 1 << k;
+                    }
+                }
             }
         }
+        Some(PairTable {
+            first,
+            second,
+            literals: literals.iter().map(|l| l.as_ref().into()).collect(),
+            ci,
+        })
+    }
+
+    /// Calls `f(start, k)` for each position of `b` where literal `k` starts (the first such
+    /// literal in list order), in order of `start`.
+    #[inline]
+    pub(crate) fn each(&self, b: &[u8], mut f: impl FnMut(usize, usize)) {
+        for i in 0..b.len().saturating_sub(1) {
+            let first = self.first.get(usize::from(at(b, i))).copied().unwrap_or(0);
+            if first == 0 {
+                continue;
+            }
+            let mut cands = first
+                & self
+                    .second
+                    .get(usize::from(at(b, i + 1)))
+                    .copied()
+                    .unwrap_or(0);
+            while cands != 0 {
+                let k = cands.trailing_zeros() as usize;
+                cands &= cands - 1;
+                if let Some(lit) = self.literals.get(k)
+                    && let Some(window) = b.get(i..i + lit.len())
+                    && (if self.ci {
+                        window.eq_ignore_ascii_case(lit)
+                    } else {
+                        window == &**lit
+                    })
+                {
+                    f(i, k);
+                    break;
+                }
+            }
+        }
+    }
+
+    /// Whether `b` contains one of the literals.
+    pub(crate) fn is_match(&self, b: &[u8]) -> bool {
+        let mut found = false;
+        self.each(b, |_, _| found = true);
+        found
     }
 }
 
@@ -199,6 +254,9 @@ fn each_literal_by_tables(b: &[u8], mut f: impl FnMut(usize, usize)) {
 #[derive(Clone, Debug)]
 pub(crate) struct Scanner {
     ac: AhoCorasick,
+    /// [`LITERALS`] for strings shorter than [`SHORT_STRING`] (always built: a test checks
+    /// they fit one).
+    table: Option<PairTable>,
     enabled: [bool; Detector::ALL.len()],
     keys: KeyMatcher,
 }
@@ -221,7 +279,13 @@ impl Scanner {
                     .match_kind(MatchKind::LeftmostLongest)
                     .build(&pats)
             })?;
-        Ok(Self { ac, enabled, keys })
+        let table = PairTable::new(&pats, false);
+        Ok(Self {
+            ac,
+            table,
+            enabled,
+            keys,
+        })
     }
 
     fn on(&self, d: Detector) -> bool {
@@ -316,11 +380,13 @@ impl Scanner {
 
     /// Calls `f(start, k)` for every occurrence of `LITERALS[k]` in `s`, in order of `start`
     /// (at most one literal starts at any position: none is a prefix of another). Strings
-    /// shorter than [`SHORT_STRING`] are searched with the byte tables, longer ones with the
+    /// shorter than [`SHORT_STRING`] are searched with the pair table, longer ones with the
     /// automaton; both find the same occurrences (a property test).
     fn each_literal(&self, s: &str, mut f: impl FnMut(usize, usize)) {
-        if s.len() < SHORT_STRING {
-            each_literal_by_tables(s.as_bytes(), f);
+        if s.len() < SHORT_STRING
+            && let Some(table) = &self.table
+        {
+            table.each(s.as_bytes(), f);
             return;
         }
         // Leftmost-longest matches, restarting one byte after each match start: every
@@ -1535,8 +1601,24 @@ mod tests {
 
     fn literals_by_tables(s: &str) -> Vec<(usize, usize)> {
         let mut found = Vec::new();
-        each_literal_by_tables(s.as_bytes(), |i, k| found.push((i, k)));
+        let table = scanner().table.expect("the literals fit a pair table");
+        table.each(s.as_bytes(), |i, k| found.push((i, k)));
         found
+    }
+
+    #[test]
+    fn key_words_by_pair_table_ignore_case() {
+        let t = PairTable::new(&["token", "_key", "secret"], true).unwrap();
+        assert!(t.is_match(b"GITHUB_TOKEN"));
+        assert!(t.is_match(b"api_Key"));
+        assert!(t.is_match(b"client-SeCrEt"));
+        assert!(!t.is_match(b"tokn"));
+        assert!(!t.is_match(b"key"));
+        assert!(PairTable::new(&["a"], true).is_none());
+        let many: Vec<String> = (0..65).map(|i| format!("w{i}")).collect();
+        assert!(PairTable::new(&many, true).is_none());
+        let exact = PairTable::new(&["AKIA"], false).unwrap();
+        assert!(exact.is_match(b"xAKIA") && !exact.is_match(b"akia"));
     }
 
     #[test]
@@ -1583,6 +1665,15 @@ mod tests {
         ) {
             let s: String = parts.concat();
             proptest::prop_assert_eq!(literals_by_tables(&s), literals_by_automaton(&s));
+        }
+
+        #[test]
+        fn key_word_table_agrees_with_the_automaton(key in "[a-zA-Z_.-]{0,6}(_?(tok|TOKEN|Secret|key|pass|word|auth))*[a-z_-]{0,4}") {
+            let keys = &scanner().keys;
+            let (Some(table), Some(ac)) = (&keys.word_table, &keys.words) else {
+                panic!("the default key words fit a pair table");
+            };
+            proptest::prop_assert_eq!(table.is_match(key.as_bytes()), ac.is_match(&key));
         }
     }
 
