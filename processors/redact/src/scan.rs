@@ -709,6 +709,11 @@ impl Scanner {
     /// A run of digit groups starting at a word boundary: IPv4, US SSN, NANP phone number or
     /// payment card.
     fn numeric(&self, b: &[u8], i: usize) -> Option<Hit> {
+        // A first digit run that runs into a letter or `_` (hex identifiers, `23T10`) is one
+        // group that does not end the number: every detector below would refuse it.
+        if is_word(at(b, run(b, i, |c| c.is_ascii_digit()))) {
+            return None;
+        }
         let g = Groups::read(b, i);
         if self.on(Detector::Ipv4)
             && g.sep == b'.'
