@@ -23,6 +23,7 @@ pub struct ProcessorMetrics {
     pub(crate) lag: IntGaugeVec,
     pub(crate) stage_seconds: HistogramVec,
     pub(crate) ignored: IntCounterVec,
+    pub(crate) tailer_entries: IntCounterVec,
     pub(crate) takeovers: IntCounter,
     pub(crate) fenced_out: IntCounter,
     pub(crate) batch_size: Histogram,
@@ -130,6 +131,13 @@ impl ProcessorMetrics {
             ),
             &["reason"],
         )?;
+        let tailer_entries = IntCounterVec::new(
+            Opts::new(
+                "provenant_processor_tailer_entries_total",
+                "Ledger entries the entity-state tailers read, by how: head (this process's own records, validated by their head and left to its worker to learn) or full (decoded: fences, other writers' records, and own records the worker did not learn in time).",
+            ),
+            &["read"],
+        )?;
         let takeovers = IntCounter::new(
             "provenant_processor_takeovers_total",
             "Partitions taken over (a fence written and counted).",
@@ -162,6 +170,7 @@ impl ProcessorMetrics {
             lag,
             stage_seconds,
             ignored,
+            tailer_entries,
             takeovers,
             fenced_out,
             batch_size,
@@ -190,6 +199,7 @@ impl ProcessorMetrics {
             Box::new(self.lag.clone()),
             Box::new(self.stage_seconds.clone()),
             Box::new(self.ignored.clone()),
+            Box::new(self.tailer_entries.clone()),
             Box::new(self.takeovers.clone()),
             Box::new(self.fenced_out.clone()),
             Box::new(self.batch_size.clone()),

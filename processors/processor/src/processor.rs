@@ -401,18 +401,21 @@ async fn tail<L: Log>(
                 }
             };
             let mark = sh.own.get(p);
+            let (mut by_head, mut in_full) = (0u64, 0u64);
             for stored in batch {
                 let value = &stored.record.value;
                 let own_head = mark.and_then(|m| {
                     LedgerEntry::peek_record_head(value).filter(|h| h.writer_epoch == m.epoch)
                 });
                 let verdict = if let Some(head) = own_head {
+                    by_head += 1;
                     let verdict = v.observe_own_head(stored.offset, &head);
                     if verdict == Verdict::Valid && head.body == BodyKind::Event {
                         deferred.push(head.writer_epoch, head.seq, value.clone());
                     }
                     verdict
                 } else {
+                    in_full += 1;
                     let (verdict, entry) = v.observe_bytes(stored.offset, value);
                     if let (Verdict::Valid, Some(LedgerEntry::Record(r))) = (verdict, entry) {
                         sh.entities.learn(p, &r);
@@ -426,11 +429,15 @@ async fn tail<L: Log>(
                         .inc();
                 }
             }
-            deferred.settle(sh.own.get(p), DEFER_LIMIT, |entry| {
+            let decoded_late = deferred.settle(sh.own.get(p), DEFER_LIMIT, |entry| {
                 if let LedgerEntry::Record(r) = entry {
                     sh.entities.learn(p, r);
                 }
             });
+            in_full += u64::try_from(decoded_late).unwrap_or(u64::MAX);
+            let tailer = &sh.metrics.tailer_entries;
+            tailer.with_label_values(&["head"]).inc_by(by_head);
+            tailer.with_label_values(&["full"]).inc_by(in_full);
             if reader.position() >= wm.end {
                 signal(&mut signalled);
             }

@@ -364,6 +364,52 @@ async fn a_restart_continues_the_chains_without_doubling_anything() {
     }
 }
 
+/// The tailer of a partition this process writes reads its own records by their head
+/// (crate `own`): of the records one processor writes, the tailers decode the fences and at
+/// most a few records the worker had not learned in time, not the records themselves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_tailers_read_this_processors_own_records_by_their_head() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = open(dir.path()).await;
+    let events: Vec<Record> = (0..2000).map(|i| raw(&build(i))).collect();
+    append_by_key(log.as_ref(), RAW_TOPIC, events)
+        .await
+        .unwrap();
+    let running = start(&log, "g").await;
+    let a = settled(&log, false).await;
+    assert!(a.exactly_once(), "{a:#?}");
+    let entries: u64 = a.partitions.iter().map(|p| p.chain_len + p.fences).sum();
+    // The tailers trail the workers: wait until they have read every entry.
+    let read = |running: &Running, how: &str| {
+        running
+            .registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == "provenant_processor_tailer_entries_total")
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == how))
+            .map(|m| m.get_counter().get_value())
+            .sum::<f64>()
+    };
+    let started = Instant::now();
+    while read(&running, "head") + read(&running, "full") < entries as f64
+        && started.elapsed() < Duration::from_secs(60)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (head, full) = (read(&running, "head"), read(&running, "full"));
+    running.stop().await;
+    assert!(
+        head >= 2000.0 * 0.9,
+        "records read by their head: {head} of 2000"
+    );
+    let fences: u64 = a.partitions.iter().map(|p| p.fences).sum();
+    assert!(
+        full >= fences as f64 && full < 2000.0 * 0.1 + fences as f64,
+        "entries decoded in full: {full} (fences {fences})"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn links_that_arrive_out_of_order_all_end_resolved() {
     let dir = tempfile::tempdir().unwrap();
