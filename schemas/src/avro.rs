@@ -537,6 +537,14 @@ impl<'a> Reader<'a> {
     }
 
     pub(crate) fn long(&mut self, field: &str) -> Result<i64, EventError> {
+        // One byte, the common case (lengths under 64, union and enum indexes, block counts).
+        if let Some(&b) = self.buf.get(self.pos)
+            && b & 0x80 == 0
+        {
+            self.pos += 1;
+            let z = u64::from(b);
+            return Ok(((z >> 1) as i64) ^ -((z & 1) as i64));
+        }
         let mut z: u64 = 0;
         for i in 0..10u32 {
             let b = self.byte(field)?;
