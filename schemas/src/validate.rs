@@ -169,7 +169,8 @@ fn short(field: &str) -> &str {
 }
 
 fn nonempty(field: &str, v: &str) -> Result<(), EventError> {
-    if v.trim().is_empty() {
+    // `v.trim().is_empty()`, stopping at the first character that is not whitespace.
+    if v.chars().all(char::is_whitespace) {
         return Err(EventError::field(
             ErrorCode::InvalidValue,
             field,
