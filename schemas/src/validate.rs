@@ -383,8 +383,9 @@ fn extension_name(name: &str) -> Result<(), EventError> {
     Ok(())
 }
 
-/// Names no extension attribute may have.
-const RESERVED_ATTRIBUTE_NAMES: [&str; 11] = [
+/// Names no extension attribute may have: the CloudEvents context attributes, `data`,
+/// `data_base64` and Provenant's mapping extension.
+pub const RESERVED_ATTRIBUTE_NAMES: [&str; 11] = [
     "specversion",
     "id",
     "source",

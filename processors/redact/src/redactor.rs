@@ -25,9 +25,10 @@
 //!   in it), the detector or rule name and the action, never a value.
 //! * **Cost**: a string in which nothing is found costs two linear passes and no allocation.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::fmt;
 
+use foldhash::fast::FixedState;
 use hmac::{Hmac, Mac};
 use provenant_schemas::Limits;
 use provenant_schemas::event::{Dataset, Event, EventData};
@@ -66,6 +67,11 @@ pub enum Outcome {
 #[derive(Clone)]
 pub struct Redactor {
     compiled: Compiled,
+    /// Member names of the event model (CloudEvents attributes, the fields of every kind's
+    /// data) in which this policy's detectors find nothing: [`Redactor::redact_json`] skips
+    /// scanning them as object keys, with the same outcome (a key name is scanned alone, so
+    /// the verdict on a fixed name never changes). Fixed at build; lookups only.
+    clean_names: HashSet<Box<str>, FixedState>,
     /// The keyed MAC, with the key already absorbed; cloned per token.
     mac: Hmac<Sha256>,
     key_source: KeySource,
@@ -204,8 +210,17 @@ impl Redactor {
                 len: key.len(),
             }
         })?;
+        let mut clean_names = HashSet::with_hasher(FixedState::default());
+        let mut findings = Vec::new();
+        for name in model_member_names() {
+            compiled.scanner.scan(&name, None, &mut findings);
+            if findings.is_empty() {
+                clean_names.insert(name.into_boxed_str());
+            }
+        }
         Ok(Redactor {
             compiled,
+            clean_names,
             mac,
             key_source,
             limits: Limits::DEFAULT,
@@ -582,6 +597,9 @@ impl Redactor {
         // Keys first, so that value paths name the redacted key.
         let mut renames: Vec<(String, String)> = Vec::new();
         for key in map.keys() {
+            if self.clean_names.contains(key.as_str()) {
+                continue;
+            }
             let mark = out.len();
             let field = Field {
                 path: [PREFIX, "", ""],
@@ -752,6 +770,9 @@ impl Redactor {
             format!("{path}.")
         };
         for key in map.keys() {
+            if self.clean_names.contains(key.as_str()) {
+                continue;
+            }
             let mark = out.len();
             let field = Field {
                 path: [&prefix, "", ""],
@@ -1015,9 +1036,95 @@ fn fmt_index(mut i: usize, buf: &mut [u8; 20]) -> &str {
     std::str::from_utf8(buf.get(pos..).unwrap_or_default()).unwrap_or("0")
 }
 
+/// Every member name of the event model: the CloudEvents attributes and every field name of
+/// the Avro schema of a whole event (envelope and each kind's data, datasets included).
+fn model_member_names() -> Vec<String> {
+    fn fields(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Object(o) => {
+                if let Some(Value::Array(fs)) = o.get("fields") {
+                    for f in fs {
+                        if let Some(Value::String(name)) = f.get("name") {
+                            out.push(name.clone());
+                        }
+                    }
+                }
+                for x in o.values() {
+                    fields(x, out);
+                }
+            }
+            Value::Array(a) => {
+                for x in a {
+                    fields(x, out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out: Vec<String> = provenant_schemas::validate::RESERVED_ATTRIBUTE_NAMES
+        .iter()
+        .map(|n| (*n).to_owned())
+        .collect();
+    if let Ok(schema) = provenant_schemas::avro::SchemaId::Event.schema_json() {
+        fields(&schema, &mut out);
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_model_names_cover_the_envelope_and_every_kind() {
+        let names = model_member_names();
+        for n in [
+            "specversion",
+            "id",
+            "datacontenttype",
+            "data",
+            "commit_sha",
+            "artifact_digest",
+            "instance_id",
+            "approver",
+            "inputs",
+            "namespace",
+            "annotations",
+        ] {
+            assert!(names.iter().any(|x| x == n), "{n} missing from {names:?}");
+        }
+        let r = Redactor::new(&Policy::default_policy(), Secret::generate()).unwrap();
+        assert_eq!(r.clean_names.len(), names.len(), "no model name is flagged");
+    }
+
+    /// Skipping the model's clean member names changes nothing: every corpus document, and
+    /// documents whose keys are secrets themselves, redact the same with and without it.
+    #[test]
+    fn skipping_clean_model_names_gives_the_same_output() {
+        let with = Redactor::new(&Policy::default_policy(), Secret::from("k".repeat(32))).unwrap();
+        let mut without = with.clone();
+        without.clean_names.clear();
+        let mut docs: Vec<Value> = crate::corpus::documents()
+            .unwrap()
+            .into_iter()
+            .map(|d| d.json)
+            .collect();
+        docs.push(serde_json::json!({
+            "id": "x", "alice@example.com": "v", "data": {
+                "annotations": {"AKIAIOSFODNN7EXAMPLE": "k", "password": "hunter2hunter2", "note": "ok"},
+                "actor": "bob@example.com", "4111 1111 1111 1111": 1
+            }
+        }));
+        for d in docs {
+            let (mut a, mut b) = (d.clone(), d.clone());
+            let ra = with.redact_json(&mut a);
+            let rb = without.redact_json(&mut b);
+            assert_eq!(a, b, "{d}");
+            assert_eq!(ra, rb, "{d}");
+        }
+    }
 
     #[test]
     fn timestamp_shapes() {
