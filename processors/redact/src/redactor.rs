@@ -597,9 +597,6 @@ impl Redactor {
         // Keys first, so that value paths name the redacted key.
         let mut renames: Vec<(String, String)> = Vec::new();
         for key in map.keys() {
-            if self.clean_names.contains(key.as_str()) {
-                continue;
-            }
             let mark = out.len();
             let field = Field {
                 path: [PREFIX, "", ""],

@@ -105,29 +105,53 @@ pub(crate) enum KeyKind {
 pub(crate) struct KeyMatcher {
     patterns: Vec<Glob>,
     exclude: Vec<Glob>,
-    /// The longest literal of each pattern: a key must contain one to match. Searched with
-    /// `word_table` when they fit one, else with the automaton.
-    words: Option<AhoCorasick>,
-    word_table: Option<PairTable>,
+    /// The longest literal of each pattern: a key must contain one to match. None without
+    /// patterns.
+    words: Option<KeyWords>,
     /// The shortest of those literals: a shorter key matches no pattern.
     min_len: usize,
+}
+
+/// How the key words are searched: a pair table when they fit one (the default patterns
+/// do), else an automaton.
+#[derive(Clone, Debug)]
+enum KeyWords {
+    Table(PairTable),
+    Automaton(AhoCorasick),
+}
+
+impl KeyWords {
+    fn new(lits: &[&[u8]]) -> Option<KeyWords> {
+        if lits.is_empty() {
+            return None;
+        }
+        if let Some(table) = PairTable::new(lits, true) {
+            return Some(KeyWords::Table(table));
+        }
+        AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(lits)
+            .ok()
+            .map(KeyWords::Automaton)
+    }
+
+    fn is_match(&self, key: &str) -> bool {
+        match self {
+            KeyWords::Table(table) => table.is_match(key.as_bytes()),
+            KeyWords::Automaton(ac) => ac.is_match(key),
+        }
+    }
 }
 
 impl KeyMatcher {
     pub(crate) fn new(patterns: Vec<Glob>, exclude: Vec<Glob>) -> Self {
         let lits: Vec<&[u8]> = patterns.iter().map(Glob::longest_literal).collect();
-        let words = AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(&lits)
-            .ok()
-            .filter(|_| !lits.is_empty());
+        let words = KeyWords::new(&lits);
         let min_len = lits.iter().map(|l| l.len()).min().unwrap_or(0);
-        let word_table = PairTable::new(&lits, true);
         Self {
             patterns,
             exclude,
             words,
-            word_table,
             min_len,
         }
     }
@@ -135,14 +159,7 @@ impl KeyMatcher {
     /// Whether `key` is secret-like, and how.
     pub(crate) fn kind(&self, key: &str) -> Option<KeyKind> {
         let words = self.words.as_ref()?;
-        if key.len() < self.min_len {
-            return None;
-        }
-        let holds_word = match &self.word_table {
-            Some(table) => table.is_match(key.as_bytes()),
-            None => words.is_match(key),
-        };
-        if !holds_word {
+        if key.len() < self.min_len || !words.is_match(key) {
             return None;
         }
         if !self.patterns.iter().any(|g| g.matches(key))
@@ -1675,9 +1692,11 @@ mod tests {
         #[test]
         fn key_word_table_agrees_with_the_automaton(key in "[a-zA-Z_.-]{0,6}(_?(tok|TOKEN|Secret|key|pass|word|auth))*[a-z_-]{0,4}") {
             let keys = &scanner().keys;
-            let (Some(table), Some(ac)) = (&keys.word_table, &keys.words) else {
+            let Some(KeyWords::Table(table)) = &keys.words else {
                 panic!("the default key words fit a pair table");
             };
+            let lits: Vec<&[u8]> = keys.patterns.iter().map(Glob::longest_literal).collect();
+            let ac = AhoCorasick::builder().ascii_case_insensitive(true).build(&lits).unwrap();
             proptest::prop_assert_eq!(table.is_match(key.as_bytes()), ac.is_match(&key));
         }
     }

@@ -306,14 +306,7 @@ fn link() -> impl Strategy<Value = Link> {
                 target_partition: Some(p),
                 target_seq: Some(s),
             },
-            None => Link {
-                relation,
-                target,
-                status: LinkStatus::Pending,
-                target_hash: None,
-                target_partition: None,
-                target_seq: None,
-            },
+            None => Link::pending(relation, target),
         },
     )
 }
