@@ -17,8 +17,7 @@ use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 
 use crate::history::{History, resume_point};
-use crate::own::OwnWrites;
-use crate::own::{DEFER_LIMIT, Deferred};
+use crate::own::{DEFER_LIMIT, Deferred, OwnWrites};
 use crate::worker::{Shared, Stop, Worker};
 use crate::{EntityState, ProcessorConfig, ProcessorMetrics, Redact};
 
